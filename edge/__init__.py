@@ -1,0 +1,1 @@
+"""The telehub edge agent: runs on the patient's home hub."""
