@@ -28,22 +28,29 @@ ADJUST_REASONS = (
 def need(data: bytes, offset: int, size: int, source: str, field: str) -> None:
     """Raise DecodeError unless ``data`` has ``size`` octets at ``offset`` for ``field``."""
     if len(data) < offset + size:
-        raise DecodeError(
-            source, field, offset, f"truncated: needs {size} octet(s), {max(len(data) - offset, 0)} left"
-        )
+        left = max(len(data) - offset, 0)
+        raise DecodeError(source, field, offset, f"truncated: needs {size} octet(s), {left} left")
 
 
-def decode_date_time(data: bytes, offset: int, source: str, field: str = "time stamp") -> DeviceTime:
+def decode_date_time(
+    data: bytes, offset: int, source: str, field: str = "time stamp"
+) -> DeviceTime:
     need(data, offset, DATE_TIME_LEN, source, field)
     year = int.from_bytes(data[offset : offset + 2], "little")
     month, day, hours, minutes, seconds = data[offset + 2 : offset + 7]
     if year != 0 and not 1582 <= year <= 9999:
-        raise DecodeError(source, f"{field}.year", offset, f"{year} outside 1582..9999 (0 = unknown)")
+        raise DecodeError(
+            source, f"{field}.year", offset, f"{year} outside 1582..9999 (0 = unknown)"
+        )
     if month > 12:
-        raise DecodeError(source, f"{field}.month", offset + 2, f"{month} outside 1..12 (0 = unknown)")
+        raise DecodeError(
+            source, f"{field}.month", offset + 2, f"{month} outside 1..12 (0 = unknown)"
+        )
     max_day = calendar.monthrange(year, month)[1] if year and month else 31
     if day > max_day:
-        raise DecodeError(source, f"{field}.day", offset + 3, f"{day} outside 1..{max_day} (0 = unknown)")
+        raise DecodeError(
+            source, f"{field}.day", offset + 3, f"{day} outside 1..{max_day} (0 = unknown)"
+        )
     if hours > 23:
         raise DecodeError(source, f"{field}.hours", offset + 4, f"{hours} outside 0..23")
     if minutes > 59:

@@ -65,7 +65,8 @@ def _split(value: Decimal, mant_bits: int, exp_bits: int) -> tuple[int, int]:
         raise ValueError(f"{value} is not a finite number")
     mantissa = int("".join(map(str, digits)) or "0")
     exponent = exp
-    mant_max = (1 << (mant_bits - 1)) - 1
+    # Two's complement: the negative range reaches one further (-2048 for SFLOAT).
+    mant_max = (1 << (mant_bits - 1)) - (0 if sign else 1)
     exp_min, exp_max = -(1 << (exp_bits - 1)), (1 << (exp_bits - 1)) - 1
     # Too many digits: drop trailing zeros only (never round: a value we cannot send exactly is an
     # error, not a silently different reading).

@@ -48,7 +48,7 @@ def hub_of_topic(topic: str) -> str | None:
 #:  device           the device's own timestamp, device clock set by this hub on connect
 #:  device-unverified the device's own timestamp; the hub could not set or check its clock
 #:  device-unset     the device says its clock is not set (PLX flag) or sent an unknown date;
-#:                   ``time`` is then the hub's receive time and ``device_time`` keeps the raw fields
+#:                   ``time`` is then the hub receive time; ``device_time`` keeps the raw fields
 #:  hub              the device sends no timestamp (continuous streams): the hub's receive time
 TimeSource = Literal["device", "device-unverified", "device-unset", "hub"]
 #: Whether the hub's own clock was synchronised (NTP) when it stamped ``received_at``.
@@ -68,7 +68,7 @@ class Reading(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=F
     unit: str  # UCUM
     mdc_unit: int
     value: str | None  # decimal as text, precision kept ("2.00"); None iff special
-    special: str | None = None  # "nan" | "nres" | "+inf" | "-inf" | "reserved" | ...
+    special: str | None = None  # "nan", "nres", "+inf", "-inf", "reserved", ...
     orig_value: str | None = None  # as the device sent it, when converted
     orig_unit: str | None = None
     panel: int | None = None  # compound code, e.g. 150020 (BP panel)

@@ -139,9 +139,12 @@ class MqttClient:
         self._disconnected: asyncio.Future[None] | None = None
         self._pending_pub: dict[int, asyncio.Future[None]] = {}
         self._pending_sub: dict[int, asyncio.Future[list[int]]] = {}
-        self._queue: asyncio.Queue[Message] = asyncio.Queue(
-            maxsize=queue_size or max(2 * receive_maximum, 64)
-        )
+        # Bounded by back-pressure: when the queue holds ``_limit`` messages the socket is no
+        # longer read (TCP flow control reaches the broker) until the consumer has drained half.
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._limit = queue_size or max(2 * receive_maximum, 64)
+        self._reader: Any = None
+        self._paused = False
         self._misc_task: asyncio.Task[None] | None = None
         self.session_present = False
 
@@ -160,7 +163,7 @@ class MqttClient:
         self._disconnected = loop.create_future()
         props: Properties | None = None
         if self._v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self._session_expiry
             props.ReceiveMaximum = self._receive_maximum
         s = self.settings
@@ -280,11 +283,11 @@ class MqttClient:
             if self._queue.empty() and self._disconnected.done():
                 self._disconnected.result()
                 raise MqttError("connection closed")
-            get = asyncio.ensure_future(self._queue.get())
-            done, _ = await asyncio.wait(
-                {get, self._disconnected}, return_when=asyncio.FIRST_COMPLETED
-            )
+            get: asyncio.Future[Message] = asyncio.ensure_future(self._queue.get())
+            waiters: set[asyncio.Future[Any]] = {get, self._disconnected}
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if get in done:
+                self._maybe_resume()
                 yield get.result()
             else:
                 get.cancel()
@@ -292,9 +295,18 @@ class MqttClient:
     def get_nowait(self) -> Message | None:
         """The next already-received message, if any (for draining into a batch)."""
         try:
-            return self._queue.get_nowait()
+            msg = self._queue.get_nowait()
         except asyncio.QueueEmpty:
             return None
+        self._maybe_resume()
+        return msg
+
+    def _maybe_resume(self) -> None:
+        if self._paused and self._queue.qsize() <= self._limit // 2 and self._loop is not None:
+            sock = self._client.socket()
+            if sock is not None and self._reader is not None:
+                self._loop.add_reader(sock.fileno(), self._reader)
+            self._paused = False
 
     # -- paho callbacks (all run on the event loop thread, except during connect) -----------------
     def _on_connect(
@@ -308,11 +320,12 @@ class MqttClient:
         assert self._loop is not None and self._connected is not None
         self.session_present = bool(flags.session_present)
         fut = self._connected
+        # CONNACK is read by reader() on the loop thread: settle the future now, before the
+        # broker's close turns into a less specific "connection lost".
         if reason_code.is_failure:
-            err = MqttError(f"connection refused: {reason_code}")
-            self._loop.call_soon_threadsafe(_set_exc, fut, err)
+            _set_exc(fut, MqttError(f"connection refused: {reason_code}"))
         else:
-            self._loop.call_soon_threadsafe(_set_result, fut)
+            _set_result(fut)
 
     def _on_disconnect(
         self,
@@ -369,13 +382,12 @@ class MqttClient:
             fut.set_result([rc.value for rc in reason_codes])
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        m = Message(msg.topic, msg.payload, msg.qos, msg.retain, msg.mid)
-        try:
-            self._queue.put_nowait(m)
-        except asyncio.QueueFull:
-            # Not acknowledged: with a persistent session the broker redelivers it.
-            log.error("inbound queue full (%d); message on %s not accepted", self._queue.maxsize,
-                      msg.topic)
+        self._queue.put_nowait(Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid))
+        if not self._paused and self._queue.qsize() >= self._limit and self._loop is not None:
+            sock = self._client.socket()
+            if sock is not None:
+                self._loop.remove_reader(sock.fileno())
+            self._paused = True
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None
@@ -389,7 +401,7 @@ class MqttClient:
                     if pending is not None and pending() > 0:
                         continue
                     break
-            except Exception as exc:  # paho raises bare socket/SSL errors; the link is gone
+            except OSError as exc:  # socket/SSL errors: the link is gone
                 log.debug("mqtt read failed: %r", exc)
                 with contextlib.suppress(Exception):
                     loop.remove_reader(sock.fileno())
@@ -397,6 +409,8 @@ class MqttClient:
                     _set_exc(self._disconnected, MqttError(f"connection lost: {exc!r}"))
 
         def start() -> None:
+            self._reader = reader
+            self._paused = False
             loop.add_reader(sock.fileno(), reader)
             self._misc_task = loop.create_task(self._misc_loop())
 
@@ -418,7 +432,7 @@ class MqttClient:
         def writer() -> None:
             try:
                 client.loop_write()
-            except Exception as exc:  # as in reader()
+            except OSError as exc:  # as in reader()
                 log.debug("mqtt write failed: %r", exc)
                 with contextlib.suppress(Exception):
                     loop.remove_writer(sock.fileno())
@@ -430,7 +444,8 @@ class MqttClient:
         self._loop.remove_writer(sock.fileno())
 
     async def _misc_loop(self) -> None:
-        while self._client.loop_misc() == paho.MQTT_ERR_SUCCESS:
+        # paho's keep-alive bookkeeping wants a call about once a second; a timer is the point here.
+        while self._client.loop_misc() == paho.MQTT_ERR_SUCCESS:  # noqa: ASYNC110
             await asyncio.sleep(1)
 
 

@@ -78,7 +78,9 @@ class BleLink(Protocol):
 
     async def read(self, char_uuid: str, timeout: float) -> bytes: ...
 
-    async def write(self, char_uuid: str, data: bytes, *, response: bool, timeout: float) -> None: ...
+    async def write(
+        self, char_uuid: str, data: bytes, *, response: bool, timeout: float
+    ) -> None: ...
 
     async def start_notify(self, char_uuid: str, handler: NotifyHandler) -> None:
         """Subscribe to notifications *and* indications of a characteristic."""

@@ -1,0 +1,105 @@
+"""Sans-I/O framing shared by the vendor stream decoders (Nonin DF2/DF8, Contec/BerryMed, Jumper).
+
+A subclass implements :meth:`StreamFramer._step`: it looks at the head of the buffer and says how
+many octets to take and what they were (a record, a DecodeError, nothing, or garbage). The base
+class keeps the buffer and the stream offset, and reports each run of discarded octets as one
+:class:`DecodeError` (field ``"sync"``) when the run ends, i.e. when the next frame is found.
+
+Every decision depends only on the octets seen so far, never on where a chunk ended, so a stream
+fed in any chunking gives the same list of results. The buffer never holds more than one frame.
+Offsets in the DecodeErrors a framer returns are *stream* offsets: octets since the framer was
+created.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from drivers.errors import DecodeError
+from drivers.observation import Measurement
+
+log = logging.getLogger(__name__)
+
+Result = Measurement | DecodeError
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What to do with the head of the buffer.
+
+    ``consumed == 0`` means "need more octets". ``garbage`` (the reason) marks the consumed octets
+    as not part of any frame; they start or extend a skip run. Otherwise ``item`` (if any) is
+    returned to the caller.
+    """
+
+    consumed: int
+    item: Result | None = None
+    garbage: str | None = None
+
+
+NEED_MORE = Step(0)
+
+
+def rebase(err: DecodeError, source: str, base: int) -> DecodeError:
+    """``err`` with ``source`` and its offset moved by ``base`` (a frame's offset in the stream)."""
+    return DecodeError(source, err.field, base + err.offset, err.reason)
+
+
+class StreamFramer:
+    """Base class of the vendor framers (see the module docstring)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._buf = bytearray()
+        self._offset = 0  # stream offset of self._buf[0]
+        self._skipped = 0
+        self._skip_at = 0
+        self._skip_reason = ""
+
+    def _step(self, buf: bytearray, pos: int) -> Step:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _on_garbage(self) -> None:
+        """Called when a skip run starts (a framer that assembles packets drops the partial one)."""
+
+    def stream_offset(self, pos: int) -> int:
+        """The stream offset of ``self._buf[pos]`` (for error reports)."""
+        return self._offset + pos
+
+    def feed(self, data: bytes) -> list[Result]:
+        """Add octets; return the records and errors they complete, in order; never raises."""
+        self._buf += data
+        out: list[Result] = []
+        pos = 0
+        while pos < len(self._buf):
+            step = self._step(self._buf, pos)
+            if step.consumed == 0:
+                break
+            if step.garbage is not None:
+                if self._skipped == 0:
+                    self._skip_at = self.stream_offset(pos)
+                    self._skip_reason = step.garbage
+                    self._on_garbage()
+                self._skipped += step.consumed
+            else:
+                if self._skipped:
+                    out.append(self._skip_error())
+                if step.item is not None:
+                    out.append(step.item)
+            pos += step.consumed
+        del self._buf[:pos]
+        self._offset += pos
+        if out:
+            log.debug("%s: %d result(s), %d octet(s) held", self.source, len(out), len(self._buf))
+        return out
+
+    def _skip_error(self) -> DecodeError:
+        err = DecodeError(
+            self.source,
+            "sync",
+            self._skip_at,
+            f"{self._skip_reason}; discarded {self._skipped} octet(s) to resynchronise",
+        )
+        self._skipped = 0
+        return err

@@ -1,0 +1,152 @@
+"""``telehub decode``: decode captured bytes with any registry entry and print JSON.
+
+    telehub decode <characteristic-or-protocol> <hex>...   decoded Measurement(s) / record as JSON
+    telehub decode --list                                  every registry key
+
+Exit status: 0 decoded; 1 DecodeError (field, offset, reason on stderr); 2 unknown key or bad
+arguments. The hex may be split over several arguments and may contain spaces, ``:`` or ``-``.
+Stream protocols (``transport="serial"`` or a framer) feed the bytes through the framer and print
+a JSON array of the records it completed; framing errors go to stderr (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import json
+import logging
+import sys
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from drivers.errors import DecodeError
+from drivers.observation import DeviceTime, Measurement
+
+if TYPE_CHECKING:
+    from drivers.catalog import Registry
+
+log = logging.getLogger(__name__)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """JSON-ready form: Decimal as its string (precision kept), bytes as hex, enums as values,
+    dataclasses as objects (DeviceTime also gets ``iso``, the local time or null if unknown)."""
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, bytes | bytearray):
+        return bytes(obj).hex()
+    if isinstance(obj, DeviceTime):
+        naive = obj.naive()
+        out = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return {**out, "iso": naive.isoformat() if naive is not None else None}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple | list):
+        return [to_jsonable(x) for x in obj]
+    return obj
+
+
+def error_json(err: DecodeError) -> dict[str, Any]:
+    return {"source": err.source, "field": err.field, "offset": err.offset, "reason": err.reason}
+
+
+def _parse_hex(parts: list[str]) -> bytes:
+    text = "".join(parts).replace(":", "").replace("-", "").replace(" ", "")
+    if text.lower().startswith("0x"):
+        text = text[2:]
+    return bytes.fromhex(text)
+
+
+def _list(registry: Registry) -> int:
+    rows: list[dict[str, Any]] = []
+    for d in registry.all_drivers():
+        rows.append(
+            {
+                "key": d.key,
+                "name": d.name,
+                "type": "measurement",
+                "kind": d.kind.value,
+                "transport": d.transport,
+                "characteristic": d.characteristic,
+                "service": d.service,
+                "name_patterns": list(d.name_patterns),
+                "usb_ids": [f"{vid:04x}:{pid:04x}" for vid, pid in d.usb_ids],
+                "serial": to_jsonable(d.serial),
+            }
+        )
+    for p in registry.all_parsers():
+        rows.append(
+            {"key": p.key, "name": p.name, "type": "record", "characteristic": p.characteristic}
+        )
+    for row in rows:
+        _out(json.dumps(row))
+    return 0
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _dump(obj: Any) -> None:
+    _out(json.dumps(to_jsonable(obj), indent=2))
+
+
+def _default_registry() -> Registry:
+    from drivers.registry import REGISTRY
+
+    return REGISTRY
+
+
+def main(argv: list[str], registry: Registry | None = None) -> int:
+    """Entry point behind ``telehub decode``; returns the process exit status."""
+    ap = argparse.ArgumentParser(prog="telehub decode", description=__doc__.split("\n")[0])
+    ap.add_argument("--list", action="store_true", help="list every registry key")
+    ap.add_argument("key", nargs="?", help="characteristic (2a35, 0x2A35, full UUID) or protocol")
+    ap.add_argument("hex", nargs="*", help="the captured octets in hex")
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help / bad usage
+        return int(exc.code or 0)
+    if registry is None:
+        registry = _default_registry()
+    if args.list:
+        return _list(registry)
+    if args.key is None:
+        _err("telehub decode: give <key> <hex> or --list")
+        return 2
+    try:
+        data = _parse_hex(args.hex)
+    except ValueError as exc:
+        _err(f"telehub decode: bad hex: {exc}")
+        return 2
+    try:
+        key = registry.resolve(args.key)
+    except KeyError as exc:
+        _err(f"telehub decode: {exc.args[0]}")
+        return 2
+    try:
+        if key in {p.key for p in registry.all_parsers()}:
+            _dump(registry.parser(key).parse(data))
+            return 0
+        driver = registry.get(key)
+        if driver.framer is None:
+            _dump(driver.decode(data))
+            return 0
+    except DecodeError as exc:
+        _err(json.dumps({"error": error_json(exc)}))
+        return 1
+    results = driver.framer().feed(data)
+    measurements: list[Measurement] = [r for r in results if isinstance(r, Measurement)]
+    errors = [r for r in results if isinstance(r, DecodeError)]
+    _dump(measurements)
+    for e in errors:
+        _err(json.dumps({"error": error_json(e)}))
+    log.debug("decoded %d record(s), %d error(s) for %s", len(measurements), len(errors), key)
+    return 1 if errors else 0

@@ -1,0 +1,156 @@
+"""The FastAPI application: ``create_app(settings_or_dsn)``.
+
+Run it with uvicorn (``gateway.service.run_gateway`` does, next to the ingester and the webhook
+worker), or alone: ``create_app("postgresql://...")`` is an ASGI app whose lifespan opens the
+connection pool and starts the live-stream broadcaster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
+from importlib import resources
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from gateway.api import routes_clinical, routes_ops, sse
+from gateway.api.context import ApiContext, IngesterStats
+from gateway.api.errors import install_error_handlers
+from gateway.notify.pool import make_pool
+from gateway.notify.stream import AlertBroadcaster, AlertCallback
+from gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1"
+
+DESCRIPTION = """
+Read-only clinical access to the readings and alerts of the patients an organisation follows,
+alert acknowledgement, a live alert stream (server-sent events) and operational views.
+
+**Authentication**: `Authorization: Bearer <token>` (an organisation's API token).
+A patient or alert that the caller's organisation does not follow answers 404.
+
+**Errors** all have the shape `{"error": {"code": ..., "message": ..., "details": ...}}`
+(codes: unauthorized, forbidden, not_found, method_not_allowed, invalid_request,
+database_unavailable, internal_error).
+
+**Numbers**: measured values are decimal strings with the device's precision ("2.00").
+"""
+
+
+def create_app(
+    settings_or_dsn: GatewaySettings | str,
+    *,
+    ingester_stats: IngesterStats | None = None,
+    on_alert: AlertCallback | None = None,
+    stream_queue_size: int = 256,
+    heartbeat: float = 15.0,
+    stuck_grace: float = 5.0,
+    pool_max_size: int = 10,
+    query_timeout: float = 15.0,
+) -> FastAPI:
+    """The API as an ASGI app.
+
+    ``ingester_stats``: counters of an ingester running in the same process, shown by /health.
+    ``on_alert``: called (synchronously, must not raise) for every alert event the live stream
+    publishes — new alerts, further occurrences and acknowledgements.
+    ``app.state.telehub.broadcaster.close_all()`` ends all live streams (call it before stopping
+    the server: uvicorn waits for open responses).
+    """
+    dsn = (
+        settings_or_dsn.database_url
+        if isinstance(settings_or_dsn, GatewaySettings)
+        else settings_or_dsn
+    )
+    ctx = ApiContext(
+        dsn=dsn,
+        pool=make_pool(
+            dsn, max_size=pool_max_size, statement_timeout_ms=int(query_timeout * 1000)
+        ),
+        broadcaster=AlertBroadcaster(queue_size=stream_queue_size, on_alert=on_alert),
+        ingester_stats=ingester_stats,
+        heartbeat=heartbeat,
+        stuck_grace=stuck_grace,
+        query_timeout=query_timeout,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await ctx.pool.open(wait=False)
+        task = asyncio.create_task(
+            ctx.broadcaster.run(ctx.dsn, ctx.pool, query_timeout=query_timeout),
+            name="alert-broadcaster",
+        )
+        ctx.stream_running = True
+
+        def on_done(t: asyncio.Task[object]) -> None:
+            ctx.stream_running = False
+            if not t.cancelled() and t.exception() is not None:
+                # a bug: the stream is down; /health reports stream.running = false
+                log.error("alert broadcaster stopped", exc_info=t.exception())
+
+        task.add_done_callback(on_done)
+        try:
+            yield
+        finally:
+            ctx.broadcaster.close_all("shutdown")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await ctx.pool.close()
+
+    app = FastAPI(
+        title="telehub gateway API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.telehub = ctx
+    install_error_handlers(app)
+    app.include_router(routes_ops.health_router)
+    app.include_router(routes_clinical.router)
+    app.include_router(sse.router)  # before any /alerts/{id} route could shadow it
+    app.include_router(routes_ops.router)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        html, csp = web_page()
+        return HTMLResponse(
+            html,
+            headers={
+                "Content-Security-Policy": csp,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-cache",
+            },
+        )
+
+    return app
+
+
+@cache
+def web_page() -> tuple[str, str]:
+    """The clinician page and a Content-Security-Policy that allows only its own inline script
+    and style (by hash), and requests to this origin."""
+    html = resources.files("gateway.web").joinpath("index.html").read_text(encoding="utf-8")
+
+    def hashes(tag: str) -> str:
+        found = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+        return " ".join(
+            "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+            for s in found
+        )
+
+    csp = (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+    return html, csp

@@ -1,0 +1,35 @@
+"""What the request handlers share: the pool, the live-stream broadcaster, ingester stats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from gateway.notify.pool import Pool
+from gateway.notify.stream import AlertBroadcaster
+
+StatValue = int | float | str | bool | None
+#: Returns the in-process ingester's counters for /health (e.g. ``lambda: asdict(stats)``).
+IngesterStats = Callable[[], Mapping[str, StatValue]]
+
+
+@dataclass(slots=True)
+class ApiContext:
+    dsn: str
+    pool: Pool
+    broadcaster: AlertBroadcaster
+    ingester_stats: IngesterStats | None
+    heartbeat: float  # seconds between SSE keep-alive comments
+    stuck_grace: float  # seconds a closed SSE stream may take to drain before it is cut
+    query_timeout: float
+    stream_running: bool = False
+
+
+def get_context(request: Request) -> ApiContext:
+    return cast(ApiContext, request.app.state.telehub)
+
+
+Ctx = Annotated[ApiContext, Depends(get_context)]

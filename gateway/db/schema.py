@@ -1,0 +1,295 @@
+"""The central schema (team SCHEMA.md) as versioned migrations.
+
+Every migration is a version number, a description and a function of the storage mode that
+returns its SQL statements, so the statements of both storage modes can be inspected (and tested)
+without a server that has TimescaleDB.
+
+Storage modes for ``readings``:
+
+``timescaledb``
+    a plain table turned into a hypertable on ``time`` (7-day chunks); TimescaleDB creates chunks
+    as rows arrive, so :func:`ensure_partitions_sql` is a no-op function in this mode.
+``partitioned``
+    ``PARTITION BY RANGE (time)`` with one partition per UTC calendar month
+    (``readings_pYYYY_MM``) and a ``readings_default`` partition for anything outside the months
+    that exist (history re-sent by a device long after the fact, far-future clocks). The SQL
+    function ``telehub_ensure_partitions(months_back, months_ahead, at)`` creates the monthly
+    partitions around ``at`` that do not exist yet, moving any rows of that month out of the
+    default partition first; the migration calls it with (2, 3) and the ingester calls it daily.
+
+Additions to SCHEMA.md (additive only, as the contract allows):
+
+* ``schema_migrations.description``.
+* ``rules.rule_key`` (text, unique per patient): the identity of a rule declared in a fleet file,
+  so that applying the file again updates the rule instead of adding a copy.
+* ``webhooks`` unique ``(org_id, url)``: the identity of a webhook declared in a fleet file.
+* ``alerts_one_open``: a unique partial index on ``alerts (patient_id, rule_id) WHERE
+  acknowledged_at IS NULL`` — the database itself guarantees one open alert per patient and rule
+  (the ingester upserts against it).
+* indexes: readings ``(patient_id, time DESC)`` (the contract's) and ``(hub_id, time DESC)``,
+  devices ``(patient_id)``, rules ``(patient_id) WHERE enabled``, alerts
+  ``(patient_id, raised_at DESC)``, dead_letters ``(received_at DESC)`` and ``(hub_id, id)``,
+  alert_deliveries ``(next_attempt_at) WHERE delivered_at IS NULL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+StorageMode = Literal["timescaledb", "partitioned"]
+
+#: pg_advisory_lock key held while migrating (any constant; "telehub" in ASCII, truncated).
+MIGRATION_LOCK_KEY: Final = 0x74656C6568756201
+#: pg_advisory_xact_lock key held while creating partitions.
+PARTITION_LOCK_KEY: Final = 0x74656C6568756202
+
+#: TimescaleDB chunk interval for readings.
+CHUNK_INTERVAL: Final = "7 days"
+#: Months of partitions the migration creates behind and ahead of the current month.
+MONTHS_BACK: Final = 2
+MONTHS_AHEAD: Final = 3
+
+_CORE = [
+    """
+    CREATE TABLE IF NOT EXISTS orgs (
+        org_id text PRIMARY KEY,
+        name text NOT NULL,
+        kind text NOT NULL CHECK (kind IN ('hospital', 'gp', 'municipality', 'operator'))
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS api_tokens (
+        token_sha256 bytea PRIMARY KEY,
+        org_id text NOT NULL REFERENCES orgs (org_id) ON DELETE CASCADE,
+        clinician text,
+        role text NOT NULL DEFAULT 'clinician' CHECK (role IN ('clinician', 'operator')),
+        created_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS patients (
+        patient_id text PRIMARY KEY,
+        display_name text
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS patient_access (
+        patient_id text NOT NULL REFERENCES patients (patient_id) ON DELETE CASCADE,
+        org_id text NOT NULL REFERENCES orgs (org_id) ON DELETE CASCADE,
+        PRIMARY KEY (patient_id, org_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS patient_access_org ON patient_access (org_id)",
+    """
+    CREATE TABLE IF NOT EXISTS hubs (
+        hub_id text PRIMARY KEY,
+        org_id text NULL REFERENCES orgs (org_id) ON DELETE SET NULL,
+        state text NOT NULL DEFAULT 'unknown',
+        last_seen timestamptz,
+        status jsonb
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS devices (
+        device_id text NOT NULL,
+        hub_id text NOT NULL REFERENCES hubs (hub_id) ON DELETE CASCADE,
+        patient_id text NOT NULL REFERENCES patients (patient_id) ON DELETE CASCADE,
+        model text,
+        last_seen timestamptz,
+        PRIMARY KEY (hub_id, device_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS devices_patient ON devices (patient_id)",
+    """
+    CREATE TABLE IF NOT EXISTS dead_letters (
+        id bigserial PRIMARY KEY,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        hub_id text NULL,
+        topic text,
+        reading_key text NULL,
+        reason text NOT NULL,
+        payload bytea NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS dead_letters_received ON dead_letters (received_at DESC)",
+    "CREATE INDEX IF NOT EXISTS dead_letters_hub ON dead_letters (hub_id, id)",
+    """
+    CREATE TABLE IF NOT EXISTS rules (
+        rule_id bigserial PRIMARY KEY,
+        patient_id text NOT NULL REFERENCES patients (patient_id) ON DELETE CASCADE,
+        mdc integer NOT NULL,
+        op text NOT NULL CHECK (op IN ('<', '<=', '>', '>=')),
+        threshold numeric NOT NULL,
+        unit text NOT NULL,
+        severity text NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+        enabled boolean NOT NULL DEFAULT true,
+        description text,
+        rule_key text NULL,
+        UNIQUE (patient_id, rule_key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS rules_patient ON rules (patient_id) WHERE enabled",
+    """
+    CREATE TABLE IF NOT EXISTS alerts (
+        alert_id bigserial PRIMARY KEY,
+        patient_id text NOT NULL,
+        rule_id bigint NOT NULL,
+        reading_key text,
+        reading_time timestamptz,
+        mdc integer,
+        value numeric,
+        unit text,
+        severity text,
+        message text,
+        raised_at timestamptz NOT NULL DEFAULT now(),
+        occurrences integer NOT NULL DEFAULT 1,
+        last_value numeric,
+        last_seen_at timestamptz,
+        acknowledged_at timestamptz NULL,
+        acknowledged_by text NULL,
+        acknowledged_org text NULL
+    )""",
+    """
+    CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (patient_id, rule_id)
+        WHERE acknowledged_at IS NULL""",
+    "CREATE INDEX IF NOT EXISTS alerts_patient ON alerts (patient_id, raised_at DESC)",
+    """
+    CREATE TABLE IF NOT EXISTS webhooks (
+        webhook_id bigserial PRIMARY KEY,
+        org_id text NOT NULL REFERENCES orgs (org_id) ON DELETE CASCADE,
+        url text NOT NULL,
+        secret text,
+        UNIQUE (org_id, url)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS alert_deliveries (
+        alert_id bigint NOT NULL,
+        webhook_id bigint NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz NOT NULL DEFAULT now(),
+        delivered_at timestamptz NULL,
+        last_error text,
+        PRIMARY KEY (alert_id, webhook_id)
+    )""",
+    """
+    CREATE INDEX IF NOT EXISTS alert_deliveries_due ON alert_deliveries (next_attempt_at)
+        WHERE delivered_at IS NULL""",
+]
+
+_READINGS_COLUMNS = """
+    time timestamptz NOT NULL,
+    key text NOT NULL,
+    patient_id text NOT NULL,
+    hub_id text NOT NULL,
+    device_id text NOT NULL,
+    source text NOT NULL,
+    kind text NOT NULL,
+    mdc integer NOT NULL,
+    loinc text[] NOT NULL,
+    unit text NOT NULL,
+    mdc_unit integer NOT NULL,
+    value numeric NULL,
+    special text NULL,
+    orig_value numeric NULL,
+    orig_unit text NULL,
+    panel integer NULL,
+    grp text NOT NULL,
+    flags text[] NOT NULL,
+    time_source text NOT NULL,
+    device_time text NULL,
+    received_at timestamptz NOT NULL,
+    hub_clock text NOT NULL,
+    sequence integer NULL,
+    user_id integer NULL,
+    raw bytea NOT NULL,
+    stored_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT readings_key_time UNIQUE (key, time)
+"""
+
+#: Column order of ``readings`` without ``stored_at`` (what the ingester copies).
+READINGS_INSERT_COLUMNS: Final = (
+    "time", "key", "patient_id", "hub_id", "device_id", "source", "kind", "mdc", "loinc", "unit",
+    "mdc_unit", "value", "special", "orig_value", "orig_unit", "panel", "grp", "flags",
+    "time_source", "device_time", "received_at", "hub_clock", "sequence", "user_id", "raw",
+)  # fmt: skip
+
+#: Run by :func:`gateway.db.migrate` (before the migrations) when it chooses TimescaleDB.
+TIMESCALE_EXTENSION_SQL: Final = "CREATE EXTENSION IF NOT EXISTS timescaledb"
+
+_READINGS_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS readings_patient_time ON readings (patient_id, time DESC)",
+    "CREATE INDEX IF NOT EXISTS readings_hub_time ON readings (hub_id, time DESC)",
+]
+
+
+def ensure_partitions_sql(mode: StorageMode) -> str:
+    """``CREATE OR REPLACE FUNCTION telehub_ensure_partitions(...)`` for the storage mode.
+
+    Returns the number of partitions created. In ``timescaledb`` mode it returns 0 (chunks are
+    automatic); it exists in both modes so callers need not know the mode.
+    """
+    if mode == "timescaledb":
+        body = "BEGIN RETURN 0; END"
+    else:
+        body = f"""
+DECLARE
+    base timestamp := date_trunc('month', at AT TIME ZONE 'UTC');
+    lo timestamptz;
+    hi timestamptz;
+    part text;
+    created integer := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock({PARTITION_LOCK_KEY});
+    FOR i IN -months_back .. months_ahead LOOP
+        lo := (base + make_interval(months => i)) AT TIME ZONE 'UTC';
+        hi := (base + make_interval(months => i + 1)) AT TIME ZONE 'UTC';
+        part := 'readings_p' || to_char(base + make_interval(months => i), 'YYYY_MM');
+        IF to_regclass(quote_ident(part)) IS NULL THEN
+            EXECUTE format(
+                'CREATE TABLE %I (LIKE readings INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+            -- rows of this month that landed in the default partition move to the new one,
+            -- else ATTACH would fail on the default partition's constraint
+            EXECUTE format(
+                'WITH moved AS (DELETE FROM readings_default WHERE time >= %L AND time < %L '
+                'RETURNING *) INSERT INTO %I SELECT * FROM moved', lo, hi, part);
+            EXECUTE format(
+                'ALTER TABLE readings ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                part, lo, hi);
+            created := created + 1;
+        END IF;
+    END LOOP;
+    RETURN created;
+END"""
+    return f"""
+    CREATE OR REPLACE FUNCTION telehub_ensure_partitions(
+        months_back integer DEFAULT {MONTHS_BACK},
+        months_ahead integer DEFAULT {MONTHS_AHEAD},
+        at timestamptz DEFAULT now()
+    ) RETURNS integer LANGUAGE plpgsql AS $fn$
+    {body}
+    $fn$"""
+
+
+def readings_statements(mode: StorageMode) -> list[str]:
+    """DDL for ``readings`` in the given storage mode (idempotent)."""
+    if mode == "timescaledb":
+        stmts = [
+            f"CREATE TABLE IF NOT EXISTS readings ({_READINGS_COLUMNS})",
+            "SELECT create_hypertable('readings', 'time', "
+            f"chunk_time_interval => INTERVAL '{CHUNK_INTERVAL}', if_not_exists => TRUE)",
+        ]
+    else:
+        stmts = [
+            f"CREATE TABLE IF NOT EXISTS readings ({_READINGS_COLUMNS}) PARTITION BY RANGE (time)",
+            "CREATE TABLE IF NOT EXISTS readings_default PARTITION OF readings DEFAULT",
+        ]
+    return [*stmts, *_READINGS_INDEXES, ensure_partitions_sql(mode)]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: Callable[[StorageMode], list[str]]
+
+
+def _v1(mode: StorageMode) -> list[str]:
+    return [*_CORE, *readings_statements(mode)]
+
+
+#: All migrations, in order. Append; never edit one that has shipped.
+MIGRATIONS: Final[tuple[Migration, ...]] = (Migration(1, "central schema", _v1),)

@@ -1,0 +1,360 @@
+"""The fleet: organisations, API tokens, patients and their care teams, hubs, device bindings,
+alert rules and webhooks — loadable from TOML and applied to the database idempotently.
+
+Example (``fleet.toml``)::
+
+    [[orgs]]
+    id = "rh"
+    name = "Rigshospitalet"
+    kind = "hospital"            # hospital | gp | municipality | operator
+
+    [[tokens]]
+    token = "change-me-long-random"   # given in clear; stored as sha256
+    org = "rh"
+    clinician = "Dr. Hansen"
+    role = "clinician"           # clinician | operator
+
+    [[patients]]
+    id = "p-001"
+    display_name = "Test Patient"
+    orgs = ["rh"]                # the organisations that follow this patient
+
+    [[hubs]]
+    id = "hub-001"               # also an MQTT topic segment: no '/', '+', '#'
+    org = "rh"                   # optional
+
+    [[devices]]
+    id = "00:1C:05:AA:BB:CC"
+    hub = "hub-001"
+    patient = "p-001"
+    model = "Nonin 3230"
+
+    [[rules]]
+    key = "spo2-low"             # identity of the rule for re-applying the file
+    patient = "p-001"
+    mdc = 150456
+    op = "<"
+    threshold = 90               # number or decimal string
+    unit = "%"
+    severity = "critical"        # info | warning | critical
+    description = "SpO2 below 90 %"
+
+    [[webhooks]]
+    org = "rh"
+    url = "https://example.org/telehub-hook"
+    secret = "hmac-secret"
+
+:func:`apply_fleet` upserts everything in one transaction. It never deletes organisations,
+patients, hubs or devices that the file does not list. For each patient the file lists, the
+file is authoritative for that patient's care team (``patient_access`` rows of other orgs are
+removed) and for the patient's fleet-declared rules (rules with a ``rule_key`` the file no longer
+lists are disabled, not deleted, because alerts refer to them; rules created elsewhere without a
+``rule_key`` are left alone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections import Counter
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import psycopg
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway import catalog
+
+_ID = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
+class FleetError(ValueError):
+    """The fleet description is invalid; the message lists every problem with its location."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Org(_Model):
+    id: _ID
+    name: StrictStr
+    kind: Literal["hospital", "gp", "municipality", "operator"]
+
+
+class Token(_Model):
+    token: StrictStr = Field(min_length=1, repr=False)
+    org: _ID
+    clinician: StrictStr | None = None
+    role: Literal["clinician", "operator"] = "clinician"
+
+    @property
+    def sha256(self) -> bytes:
+        return hashlib.sha256(self.token.encode()).digest()
+
+
+class Patient(_Model):
+    id: _ID
+    display_name: StrictStr | None = None
+    orgs: list[_ID] = []
+
+
+class Hub(_Model):
+    id: _ID
+    org: _ID | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _topic_safe(cls, v: str) -> str:
+        bad = set(v) & {"/", "+", "#", " ", "\t", "\n"}
+        if bad:
+            raise ValueError(f"hub id {v!r} contains {sorted(bad)} (it is an MQTT topic segment)")
+        return v
+
+
+class Device(_Model):
+    id: _ID
+    hub: _ID
+    patient: _ID
+    model: StrictStr | None = None
+
+
+class Rule(_Model):
+    key: _ID | None = None  # default: derived from mdc/op/threshold/unit
+    patient: _ID
+    mdc: StrictInt
+    op: Literal["<", "<=", ">", ">="]
+    threshold: Decimal
+    unit: StrictStr
+    severity: Literal["info", "warning", "critical"] = "warning"
+    enabled: StrictBool = True
+    description: StrictStr | None = None
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _decimal(cls, v: Any) -> Decimal:
+        if isinstance(v, bool) or not isinstance(v, int | float | str | Decimal):
+            raise ValueError("threshold must be a number or a decimal string")
+        try:
+            d = Decimal(str(v))
+        except InvalidOperation:
+            raise ValueError(f"threshold {v!r} is not a decimal number") from None
+        if not d.is_finite():
+            raise ValueError("threshold must be finite")
+        return d
+
+    @model_validator(mode="after")
+    def _known_metric_and_unit(self) -> Self:
+        m = catalog.metric(self.mdc)
+        if m is None:
+            raise ValueError(f"mdc {self.mdc} is not a metric the gateway accepts")
+        if catalog.mdc_unit_code(self.unit) is None or not catalog.accepts_unit(m, self.unit):
+            raise ValueError(
+                f"unit {self.unit!r} is not a unit of MDC {self.mdc} ({m.name}: {list(m.units)})"
+            )
+        return self
+
+    @property
+    def rule_key(self) -> str:
+        return self.key or f"{self.mdc}{self.op}{self.threshold}{self.unit}"
+
+
+class Webhook(_Model):
+    org: _ID
+    url: StrictStr = Field(pattern=r"^https?://\S+$")
+    secret: StrictStr | None = Field(default=None, repr=False)
+
+
+class Fleet(_Model):
+    orgs: list[Org] = []
+    tokens: list[Token] = []
+    patients: list[Patient] = []
+    hubs: list[Hub] = []
+    devices: list[Device] = []
+    rules: list[Rule] = []
+    webhooks: list[Webhook] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        problems: list[str] = []
+
+        def dupes(kind: str, keys: list[Any]) -> None:
+            for k, n in Counter(keys).items():
+                if n > 1:
+                    problems.append(f"{kind}: {k!r} is declared {n} times")
+
+        dupes("orgs", [o.id for o in self.orgs])
+        dupes("patients", [p.id for p in self.patients])
+        dupes("hubs", [h.id for h in self.hubs])
+        dupes("devices", [(d.hub, d.id) for d in self.devices])
+        dupes("rules", [(r.patient, r.rule_key) for r in self.rules])
+        dupes("webhooks", [(w.org, w.url) for w in self.webhooks])
+        dupes("tokens", [t.sha256.hex()[:12] for t in self.tokens])
+        orgs = {o.id for o in self.orgs}
+        patients = {p.id for p in self.patients}
+        hubs = {h.id for h in self.hubs}
+        for i, t in enumerate(self.tokens):
+            if t.org not in orgs:
+                problems.append(f"tokens[{i}].org: unknown org {t.org!r}")
+        for i, p in enumerate(self.patients):
+            for o in p.orgs:
+                if o not in orgs:
+                    problems.append(f"patients[{i}].orgs: unknown org {o!r}")
+        for i, h in enumerate(self.hubs):
+            if h.org is not None and h.org not in orgs:
+                problems.append(f"hubs[{i}].org: unknown org {h.org!r}")
+        for i, d in enumerate(self.devices):
+            if d.hub not in hubs:
+                problems.append(f"devices[{i}].hub: unknown hub {d.hub!r}")
+            if d.patient not in patients:
+                problems.append(f"devices[{i}].patient: unknown patient {d.patient!r}")
+        for i, r in enumerate(self.rules):
+            if r.patient not in patients:
+                problems.append(f"rules[{i}].patient: unknown patient {r.patient!r}")
+        for i, w in enumerate(self.webhooks):
+            if w.org not in orgs:
+                problems.append(f"webhooks[{i}].org: unknown org {w.org!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- constructors -----------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fleet:
+        """Validate a plain mapping (as parsed from TOML); raises FleetError."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise FleetError(_describe(exc)) from None
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "<fleet>") -> Fleet:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise FleetError(f"{source}: not valid TOML: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except FleetError as exc:
+            raise FleetError(f"{source}: {exc}") from None
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Read and validate a fleet TOML file; raises FleetError (also for an unreadable file)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FleetError(f"{p}: cannot read: {exc}") from None
+    return Fleet.from_toml(text, source=str(p))
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err["loc"]).lstrip(".")
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid fleet: " + "; ".join(parts)
+
+
+# -- applying -------------------------------------------------------------------------------------
+Statement = tuple[str, tuple[Any, ...]]
+
+
+def fleet_statements(fleet: Fleet) -> list[Statement]:
+    """The idempotent SQL that makes the database match ``fleet`` (see the module docstring)."""
+    out: list[Statement] = []
+    for o in fleet.orgs:
+        out.append((
+            "INSERT INTO orgs (org_id, name, kind) VALUES (%s, %s, %s) ON CONFLICT (org_id) "
+            "DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind",
+            (o.id, o.name, o.kind),
+        ))
+    for t in fleet.tokens:
+        out.append((
+            "INSERT INTO api_tokens (token_sha256, org_id, clinician, role) "
+            "VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (token_sha256) DO UPDATE SET org_id = EXCLUDED.org_id, "
+            "clinician = EXCLUDED.clinician, role = EXCLUDED.role",
+            (t.sha256, t.org, t.clinician, t.role),
+        ))
+    for p in fleet.patients:
+        out.append((
+            "INSERT INTO patients (patient_id, display_name) VALUES (%s, %s) "
+            "ON CONFLICT (patient_id) DO UPDATE SET display_name = EXCLUDED.display_name",
+            (p.id, p.display_name),
+        ))
+        out.append((
+            "DELETE FROM patient_access WHERE patient_id = %s AND NOT org_id = ANY(%s)",
+            (p.id, list(p.orgs)),
+        ))
+        for org in p.orgs:
+            out.append((
+                "INSERT INTO patient_access (patient_id, org_id) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (p.id, org),
+            ))
+    for h in fleet.hubs:
+        out.append((
+            "INSERT INTO hubs (hub_id, org_id) VALUES (%s, %s) "
+            "ON CONFLICT (hub_id) DO UPDATE SET org_id = EXCLUDED.org_id",
+            (h.id, h.org),
+        ))
+    for d in fleet.devices:
+        out.append((
+            "INSERT INTO devices (hub_id, device_id, patient_id, model) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (hub_id, device_id) DO UPDATE SET patient_id = EXCLUDED.patient_id, "
+            "model = EXCLUDED.model",
+            (d.hub, d.id, d.patient, d.model),
+        ))
+    for p in fleet.patients:
+        keys = [r.rule_key for r in fleet.rules if r.patient == p.id]
+        out.append((
+            "UPDATE rules SET enabled = false WHERE patient_id = %s AND rule_key IS NOT NULL "
+            "AND NOT rule_key = ANY(%s) AND enabled",
+            (p.id, keys),
+        ))
+    for r in fleet.rules:
+        out.append((
+            "INSERT INTO rules (patient_id, rule_key, mdc, op, threshold, unit, severity, enabled, "
+            "description) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (patient_id, rule_key) DO UPDATE SET mdc = EXCLUDED.mdc, "
+            "op = EXCLUDED.op, threshold = EXCLUDED.threshold, unit = EXCLUDED.unit, "
+            "severity = EXCLUDED.severity, enabled = EXCLUDED.enabled, "
+            "description = EXCLUDED.description",
+            (r.patient, r.rule_key, r.mdc, r.op, r.threshold, r.unit, r.severity, r.enabled,
+             r.description),
+        ))  # fmt: skip
+    for w in fleet.webhooks:
+        out.append((
+            "INSERT INTO webhooks (org_id, url, secret) VALUES (%s, %s, %s) "
+            "ON CONFLICT (org_id, url) DO UPDATE SET secret = EXCLUDED.secret",
+            (w.org, w.url, w.secret),
+        ))
+    return out
+
+
+def apply_fleet(conn: psycopg.Connection[Any], fleet: Fleet) -> None:
+    """Upsert ``fleet`` in one transaction (idempotent)."""
+    with conn.transaction():
+        for sql, params in fleet_statements(fleet):
+            conn.execute(sql.encode(), params)
+
+
+async def apply_fleet_async(conn: psycopg.AsyncConnection[Any], fleet: Fleet) -> None:
+    """:func:`apply_fleet` for an async connection."""
+    async with conn.transaction():
+        for sql, params in fleet_statements(fleet):
+            await conn.execute(sql.encode(), params)

@@ -1,0 +1,436 @@
+"""The ingest loop: MQTT in, PostgreSQL, receipts out, PUBACK after commit.
+
+Connection: one psycopg AsyncConnection (autocommit; each batch is one explicit transaction) and
+one :class:`telehub.mqtt.MqttClient` with ``manual_ack=True``, ``clean_start=False``, a stable
+client id and a session expiry (MQTT 5) or ``clean_session=False`` (3.1.1): the broker keeps
+every unacknowledged QoS 1 message and redelivers it after a reconnect. Readings are subscribed
+at QoS 1 on ``contract.READINGS_FILTER`` (as ``$share/<group>/...`` when a shared-subscription
+group is configured under MQTT 5), statuses on ``contract.STATUS_FILTER`` (never shared: a shared
+subscription gets no retained messages, and status updates are idempotent).
+
+Adaptive batching: wait for one message, then drain what is already queued (``get_nowait``) until
+the batch holds ``batch_max_readings`` readings. Under light load a batch is one message (lowest
+latency); under load batches grow by themselves. There is no timer.
+
+Per batch:
+
+1. validate every message (:mod:`gateway.ingest.validate`, :mod:`gateway.ingest.presence`) and
+   check device bindings (:mod:`gateway.ingest.devices`);
+2. store everything in one transaction (:mod:`gateway.ingest.store`) and commit;
+3. only then publish one :class:`telehub.contract.Receipt` per readings message on
+   ``receipts_topic(hub)`` (QoS 1, awaiting the broker's PUBACKs), and ``ack()`` every message
+   of the batch.
+
+If the database or the broker fails, nothing of the batch is acknowledged: the connections are
+closed, re-opened with exponential backoff, the broker redelivers the unacknowledged messages, and
+``ON CONFLICT (key, time) DO NOTHING`` makes the redelivery exact (already-committed readings are
+reported as duplicates). If the database refuses the batch's data (a DataError/IntegrityError that
+validation did not foresee), the batch is retried message by message and a message that fails on
+its own is dead-lettered whole and acknowledged, so one poison message cannot block the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from gateway.db.migrate import ensure_partitions, migrate
+from gateway.ingest.devices import DeviceCache
+from gateway.ingest.model import (
+    AlertChange,
+    Counters,
+    DeadLetter,
+    NormalizedReading,
+    Reject,
+    StoredBatch,
+)
+from gateway.ingest.presence import parse_status
+from gateway.ingest.store import BatchWrite, StatusItem, WriteResult, prepare_session, write_batch
+from gateway.ingest.validate import (
+    ParsedMessage,
+    RejectedMessage,
+    check_reading,
+    key_of,
+    parse_readings_message,
+)
+from gateway.settings import GatewaySettings
+from telehub import contract
+from telehub.mqtt import Message, MqttClient, MqttError, MqttSettings
+
+log = logging.getLogger(__name__)
+
+OnStored = Callable[[StoredBatch], None]
+
+#: Errors after which the session is torn down and re-established (nothing acknowledged).
+RECONNECT_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, MqttError, TimeoutError)
+#: Errors meaning the database refused the data itself (poison isolation, see module doc).
+DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
+
+
+@dataclass
+class _Outcome:
+    """What validation made of one inbound message."""
+
+    message: Message
+    hub: str | None
+    kind: str  # "readings" | "status" | "other"
+    msg_id: str | None = None
+    accepted: list[NormalizedReading] = field(default_factory=list)
+    rejected: list[Reject] = field(default_factory=list)  # reading-level
+    message_reject: Reject | None = None
+    message_keys: tuple[str, ...] = ()  # keys readable in a message rejected as a whole
+    status: StatusItem | None = None
+
+    @property
+    def n_readings(self) -> int:
+        return len(self.accepted) + len(self.rejected) + len(self.message_keys)
+
+
+def _leaf(topic: str) -> str:
+    return topic.rsplit("/", 1)[-1]
+
+
+class Ingester:
+    """The central ingester; :meth:`run` until ``stop`` is set. Counters in :attr:`counters`."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        on_stored: OnStored | None = None,
+        migrate_schema: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.on_stored = on_stored
+        self.migrate_schema = migrate_schema
+        self.counters = Counters()
+        self.cache = DeviceCache(settings.device_cache_refresh)
+        self.connected = False
+        self.last_batch_at: datetime | None = None
+        self._migrated = False
+        self._session_was_up = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Ingest until ``stop`` is set, reconnecting to the database and the broker with
+        exponential backoff (``reconnect_min`` .. ``reconnect_max`` seconds)."""
+        stop = stop or asyncio.Event()
+        maintenance = asyncio.create_task(self._maintenance(stop), name="telehub-partitions")
+        delay = self.settings.reconnect_min
+        try:
+            while not stop.is_set():
+                try:
+                    await self._session(stop)
+                except RECONNECT_ERRORS as exc:
+                    self.connected = False
+                    if isinstance(exc, MqttError):
+                        self.counters.mqtt_errors += 1
+                    else:
+                        self.counters.db_errors += 1
+                    if self._session_was_up:  # it had worked: start the backoff afresh
+                        delay = self.settings.reconnect_min
+                    log.warning("ingester session ended (%s: %s); reconnecting in %.1fs",
+                                type(exc).__name__, _short(exc), delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    delay = min(delay * 2, self.settings.reconnect_max)
+        finally:
+            self.connected = False
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        self._session_was_up = False
+        if self.migrate_schema and not self._migrated:
+            await asyncio.to_thread(migrate, s.database_url)
+            self._migrated = True
+        conn = await psycopg.AsyncConnection.connect(
+            s.database_url, autocommit=True, connect_timeout=max(1, int(s.db_timeout))
+        )
+        async with conn:
+            async with asyncio.timeout(s.db_timeout):
+                await prepare_session(conn)
+                await self.cache.load(conn)
+            mqtt = MqttClient(
+                MqttSettings.from_url(s.mqtt_url, protocol=s.mqtt_protocol, ca_file=s.mqtt_ca_file),
+                s.ingester_client_id,
+                clean_start=False,
+                session_expiry=int(s.session_expiry.total_seconds()),
+                manual_ack=True,
+                receive_maximum=s.receive_maximum,
+                max_inflight=s.receive_maximum,
+            )
+            async with mqtt:
+                readings_filter = contract.READINGS_FILTER
+                if s.shared_subscription_group and s.mqtt_protocol == "5":
+                    readings_filter = f"$share/{s.shared_subscription_group}/{readings_filter}"
+                await mqtt.subscribe(readings_filter, qos=1)
+                await mqtt.subscribe(contract.STATUS_FILTER, qos=1)
+                self.connected = True
+                self._session_was_up = True
+                log.info("ingester connected (session present: %s)", mqtt.session_present)
+                await self._consume(conn, mqtt, stop)
+        self.connected = False
+
+    async def _consume(
+        self, conn: psycopg.AsyncConnection[Any], mqtt: MqttClient, stop: asyncio.Event
+    ) -> None:
+        it = mqtt.messages().__aiter__()
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                nxt = asyncio.ensure_future(anext(it))
+                done, _ = await asyncio.wait({nxt, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if nxt not in done:
+                    nxt.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, MqttError):
+                        await nxt
+                    return
+                await self.process(conn, mqtt, self._drain(mqtt, nxt.result()))
+        finally:
+            stopping.cancel()
+
+    def _drain(self, mqtt: MqttClient, first: Message) -> list[Message]:
+        batch = [first]
+        # a cheap bound: readings messages are roughly counted by their "key" fields
+        budget = self.settings.batch_max_readings - max(1, first.payload.count(b'"key"'))
+        while budget > 0:
+            m = mqtt.get_nowait()
+            if m is None:
+                break
+            batch.append(m)
+            budget -= max(1, m.payload.count(b'"key"'))
+        return batch
+
+    async def _maintenance(self, stop: asyncio.Event) -> None:
+        """Create readings partitions ahead of time, every ``partition_maintenance_interval``."""
+        interval = self.settings.partition_maintenance_interval.total_seconds()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                return
+            try:
+                created = await asyncio.to_thread(self._ensure_partitions)
+            except psycopg.Error as exc:  # retried at the next interval
+                log.warning("partition maintenance failed: %s", type(exc).__name__)
+            else:
+                if created:
+                    log.info("created %d readings partitions", created)
+
+    def _ensure_partitions(self) -> int:
+        with psycopg.connect(
+            self.settings.database_url, autocommit=True, connect_timeout=10
+        ) as conn:
+            return ensure_partitions(conn)
+
+    # -- one batch --------------------------------------------------------------------------------
+    async def _validate(
+        self, conn: psycopg.AsyncConnection[Any], messages: list[Message]
+    ) -> list[_Outcome]:
+        now = datetime.now(UTC)
+        skew = self.settings.max_future_skew
+        out: list[_Outcome] = []
+        for m in messages:
+            hub = contract.hub_of_topic(m.topic)
+            leaf = _leaf(m.topic)
+            if hub is None or leaf not in ("readings", "status"):
+                o = _Outcome(m, hub, "other")
+                o.message_reject = Reject(
+                    "topic", f"topic: {m.topic!r} is not a telehub readings/status topic", None,
+                    m.payload[: contract.MAX_PAYLOAD_BYTES],
+                )
+                out.append(o)
+                continue
+            if leaf == "status":
+                o = _Outcome(m, hub, "status")
+                st = parse_status(hub, m.payload)
+                if isinstance(st, Reject):
+                    o.message_reject = st
+                elif st is not None:
+                    o.status = StatusItem(m.topic, st)
+                out.append(o)
+                continue
+            o = _Outcome(m, hub, "readings")
+            out.append(o)
+            parsed = parse_readings_message(hub, m.payload)
+            if isinstance(parsed, RejectedMessage):
+                o.msg_id, o.message_reject = parsed.msg_id, parsed.reject
+                o.message_keys = parsed.keys
+                continue
+            assert isinstance(parsed, ParsedMessage)
+            o.msg_id = parsed.msg_id
+            if not await self.cache.hub_known(conn, hub):
+                o.message_reject = Reject(
+                    "hub-unknown", f"hub: unknown hub {hub!r}", None, m.payload
+                )
+                o.message_keys = tuple(k for raw in parsed.readings if (k := key_of(raw)))
+                continue
+            for raw in parsed.readings:
+                r = check_reading(raw, hub, now=now, max_future_skew=skew)
+                if isinstance(r, Reject):
+                    o.rejected.append(r)
+                    continue
+                bad = await self.cache.check(conn, r)
+                if bad is not None:
+                    o.rejected.append(Reject(bad.code, bad.reason, bad.key, bytes(raw)))
+                else:
+                    o.accepted.append(r)
+        return out
+
+    @staticmethod
+    def _batch_write(outcomes: list[_Outcome]) -> BatchWrite:
+        bw = BatchWrite()
+        for o in outcomes:
+            if o.message_reject is not None:
+                bw.dead.append(DeadLetter(o.hub, o.message.topic, o.message_reject))
+            bw.dead.extend(DeadLetter(o.hub, o.message.topic, r) for r in o.rejected)
+            bw.readings.extend(o.accepted)
+            if o.status is not None:
+                bw.statuses.append(o.status)
+            if o.kind == "readings" and o.message_reject is None and o.hub is not None:
+                bw.hubs_seen.add(o.hub)
+        return bw
+
+    async def _write(
+        self, conn: psycopg.AsyncConnection[Any], outcomes: list[_Outcome]
+    ) -> WriteResult:
+        async with asyncio.timeout(self.settings.db_timeout):
+            return await write_batch(conn, self._batch_write(outcomes))
+
+    async def _write_isolating_poison(
+        self, conn: psycopg.AsyncConnection[Any], outcomes: list[_Outcome]
+    ) -> list[tuple[list[_Outcome], WriteResult]]:
+        try:
+            return [(outcomes, await self._write(conn, outcomes))]
+        except DATA_ERRORS as exc:
+            if len(outcomes) == 1:
+                o = outcomes[0]
+                self.counters.poison_messages += 1
+                log.error("database refused a message from hub %s (%s); dead-lettering it",
+                          o.hub, exc.sqlstate)
+                reason = f"storage: the database refused this message ({exc.sqlstate}: " \
+                         f"{_short(exc)})"
+                keys = tuple(r.key for r in o.accepted) + tuple(
+                    r.key for r in o.rejected if r.key) + o.message_keys
+                poisoned = _Outcome(
+                    o.message, o.hub, o.kind, o.msg_id,
+                    message_reject=Reject("storage", reason, None,
+                                          o.message.payload[: contract.MAX_PAYLOAD_BYTES]),
+                    message_keys=keys,
+                )
+                return [([poisoned], await self._write(conn, [poisoned]))]
+            log.warning("database refused a batch of %d messages (%s); retrying one by one",
+                        len(outcomes), exc.sqlstate)
+        results: list[tuple[list[_Outcome], WriteResult]] = []
+        for o in outcomes:
+            results.extend(await self._write_isolating_poison(conn, [o]))
+        return results
+
+    async def process(
+        self, conn: psycopg.AsyncConnection[Any], mqtt: MqttClient, messages: list[Message]
+    ) -> StoredBatch:
+        """Validate, store (one transaction), then publish receipts and ack every message."""
+        async with asyncio.timeout(self.settings.db_timeout):
+            outcomes = await self._validate(conn, messages)
+        results = await self._write_isolating_poison(conn, outcomes)
+
+        # -- committed: receipts, then PUBACKs ----------------------------------------------------
+        claimed: set[tuple[str, datetime]] = set()
+        stored: list[NormalizedReading] = []
+        duplicates: list[str] = []
+        dead: list[DeadLetter] = []
+        alerts: list[AlertChange] = []
+        receipts: list[tuple[str, bytes]] = []
+        statuses = 0
+        for group, result in results:
+            dead.extend(result.dead)
+            alerts.extend(result.alerts.changes)
+            statuses += result.statuses_applied
+            self.counters.rule_unit_skipped += result.alerts.skipped_unit
+            for o in group:
+                if o.kind != "readings" or o.hub is None:
+                    continue
+                rs: list[str] = []
+                ds: list[str] = []
+                for r in o.accepted:
+                    k = (r.key, r.time)
+                    if k in result.inserted and k not in claimed:
+                        claimed.add(k)
+                        stored.append(r)
+                        rs.append(r.key)
+                    else:
+                        ds.append(r.key)
+                duplicates.extend(ds)
+                rejected = [contract.Rejection(r.key, r.reason) for r in o.rejected]
+                if o.message_reject is not None:
+                    reason = o.message_reject.reason
+                    rejected += [contract.Rejection(k, reason) for k in o.message_keys] or [
+                        contract.Rejection(None, reason)
+                    ]
+                if o.msg_id is not None:
+                    receipt = contract.Receipt(
+                        msg_id=o.msg_id, stored=rs, duplicates=ds, rejected=rejected
+                    )
+                    receipts.append((contract.receipts_topic(o.hub), contract.encode(receipt)))
+        if receipts:
+            futures = [mqtt.publish_nowait(t, p, qos=1) for t, p in receipts]
+            try:
+                await asyncio.wait_for(asyncio.gather(*futures), 10.0)
+            except TimeoutError as exc:
+                raise MqttError("no PUBACK for receipts within 10s") from exc
+        for m in messages:
+            mqtt.ack(m)
+
+        c = self.counters
+        c.batches += 1
+        c.messages += len(messages)
+        c.readings += sum(o.n_readings for o in outcomes)
+        c.stored += len(stored)
+        c.duplicates += len(duplicates)
+        c.rejected += len(dead)
+        c.receipts += len(receipts)
+        c.status_updates += statuses
+        c.alerts_raised += len([a for a in alerts if a.new])
+        c.alerts_updated += len([a for a in alerts if not a.new])
+        by_code: Counter[tuple[str | None, str]] = Counter((d.hub_id, d.reject.code) for d in dead)
+        for (hub, code), n in sorted(by_code.items(), key=lambda x: (x[0][0] or "", x[0][1])):
+            c.rejected_by_code[code] += n
+            log.warning("dead-lettered %d from hub %s: %s", n, hub, code)
+        self.last_batch_at = datetime.now(UTC)
+        log.debug("batch: %d messages, %d stored, %d duplicates, %d rejected, %d alerts",
+                  len(messages), len(stored), len(duplicates), len(dead), len(alerts))
+        batch = StoredBatch(tuple(stored), tuple(duplicates), tuple(dead), tuple(alerts), statuses)
+        if self.on_stored is not None:
+            self.on_stored(batch)
+        return batch
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+async def run_ingester(
+    settings: GatewaySettings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_stored: OnStored | None = None,
+    migrate_schema: bool = True,
+) -> None:
+    """Run the ingester until ``stop`` is set (forever if None), reconnecting with backoff.
+
+    ``on_stored`` is called after each committed and acknowledged batch (it must not block).
+    For counters and health, construct an :class:`Ingester` and call :meth:`Ingester.run`.
+    """
+    await Ingester(settings, on_stored=on_stored, migrate_schema=migrate_schema).run(stop)

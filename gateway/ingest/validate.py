@@ -1,0 +1,330 @@
+"""Validation and normalisation of inbound MQTT payloads (pure: no I/O).
+
+Message level (a failure rejects the whole message, dead-lettered with the whole payload):
+
+1. size ≤ ``contract.MAX_PAYLOAD_BYTES`` (code ``size``; the dead letter keeps the first
+   ``MAX_PAYLOAD_BYTES`` bytes only),
+2. UTF-8 (``utf8``), 3. JSON (``json``), 4. ``v`` == 1 (``version``), 5. the ReadingsMessage
+   schema (``schema``), 6. no NUL character in ``hub``/``msg_id`` (``nul``),
+7. ``hub`` equals the hub in the topic (``hub-mismatch``: a hub may only publish for itself).
+
+Reading level (each reading of a valid message on its own; a failure dead-letters that reading's
+JSON, the others are still stored). Checked here, in order:
+
+* the Reading schema (``reading-schema``), no NUL character — PostgreSQL text cannot hold one
+  (``nul``), a key of 1-128 characters (``key``), kind one of spot/continuous/intermediate/
+  control/device (``kind``),
+* MDC code in :mod:`gateway.catalog` (``mdc-unknown``),
+* unit: a canonical unit of the metric or one :mod:`drivers.units` converts to one (``unit``),
+  ``mdc_unit`` equal to the unit's MDC code (``mdc-unit``),
+* value/special: ``value`` is null iff ``special`` is set (``special``), special is one of
+  :class:`drivers.observation.Special` (``special``), value a finite decimal (``value``);
+  alternates are converted here (the original is kept in orig_value/orig_unit unless the edge
+  already recorded one), and the canonical value must be within the metric's plausibility range
+  (``range``); ``orig_value`` a finite decimal (``value``),
+* ``time`` and ``received_at`` carry a UTC offset and ``time`` is at most ``max_future_skew``
+  ahead of the gateway clock (``time``),
+* ``raw`` is hex (``raw``), integers fit PostgreSQL integer (``int-range``).
+
+The device binding (device known on this hub, patient equal to the bound patient) needs the
+database and is checked by :mod:`gateway.ingest.devices`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+import msgspec
+
+from drivers.observation import Special
+from gateway import catalog
+from gateway.ingest.model import NormalizedReading, Reject
+from telehub import contract
+
+KINDS: Final = frozenset({"spot", "continuous", "intermediate", "control", "device"})
+SPECIALS: Final = frozenset(s.value for s in Special)
+_INT4 = (-(2**31), 2**31 - 1)
+_NUL_ESCAPE = b"\\u0000"
+MAX_KEY_LENGTH: Final = 128
+
+
+class _Envelope(msgspec.Struct):
+    """The lenient view of a message used to diagnose a message that failed its schema."""
+
+    v: object = None
+    msg_id: object = None
+
+
+class _KeyOnly(msgspec.Struct):
+    key: object = None
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_key_only = msgspec.json.Decoder(_KeyOnly)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMessage:
+    """A readings message that passed the message-level checks."""
+
+    hub: str
+    msg_id: str
+    readings: list[msgspec.Raw]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedMessage:
+    """A readings message rejected as a whole; ``msg_id``/``keys`` when they could be read, so
+    the hub can be told (receipt) which readings never to resend."""
+
+    reject: Reject
+    msg_id: str | None
+    keys: tuple[str, ...]
+
+
+def utf8_error_at(data: bytes) -> int:
+    """Offset of the first byte that is not valid UTF-8 (-1 if the data is valid)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return -1
+
+
+def _msgspec_reason(exc: msgspec.ValidationError) -> str:
+    return str(exc).replace("`", "'")
+
+
+def key_of(raw: bytes | msgspec.Raw) -> str | None:
+    """A reading's key if it can be read at all (for receipts and dead letters)."""
+    try:
+        k = _key_only.decode(raw).key
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    return k if isinstance(k, str) and 0 < len(k) <= MAX_KEY_LENGTH and "\0" not in k else None
+
+
+def _salvage(payload: bytes, reject: Reject) -> RejectedMessage:
+    """msg_id and reading keys of a message that failed validation, as far as they are readable."""
+    msg_id: str | None = None
+    keys: list[str] = []
+    try:
+        env = _envelope.decode(payload)
+        if isinstance(env.msg_id, str) and env.msg_id and "\0" not in env.msg_id:
+            msg_id = env.msg_id
+        msg = contract.decode_message(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return RejectedMessage(reject, msg_id, ())
+    for raw in msg.readings:
+        if (k := key_of(raw)) is not None:
+            keys.append(k)
+    return RejectedMessage(reject, msg_id, tuple(keys))
+
+
+def parse_readings_message(topic_hub: str, payload: bytes) -> ParsedMessage | RejectedMessage:
+    """The message-level checks (see the module docstring)."""
+    size = len(payload)
+    if size > contract.MAX_PAYLOAD_BYTES:
+        return RejectedMessage(
+            Reject(
+                "size",
+                f"payload: {size} bytes exceeds the limit of {contract.MAX_PAYLOAD_BYTES} bytes "
+                f"(dead letter keeps the first {contract.MAX_PAYLOAD_BYTES})",
+                None,
+                payload[: contract.MAX_PAYLOAD_BYTES],
+            ),
+            None,
+            (),
+        )
+    try:
+        msg = contract.decode_message(payload)
+    except UnicodeDecodeError:
+        return RejectedMessage(
+            Reject("utf8", f"payload: not valid UTF-8 (byte {utf8_error_at(payload)})", None,
+                   payload),
+            None,
+            (),
+        )
+    except msgspec.ValidationError as exc:
+        version = _version_reject(payload)
+        if version is not None:
+            return _salvage(payload, version)
+        reason = f"message: does not match the ReadingsMessage schema: {_msgspec_reason(exc)}"
+        return _salvage(payload, Reject("schema", reason, None, payload))
+    except msgspec.DecodeError as exc:
+        return RejectedMessage(
+            Reject("json", f"payload: malformed JSON: {exc}", None, payload), None, ()
+        )
+    if msg.v != contract.SCHEMA_VERSION:
+        return _salvage(payload, _unsupported(msg.v, payload))
+    if "\0" in msg.hub or "\0" in msg.msg_id:
+        return RejectedMessage(
+            Reject("nul", "message: hub or msg_id contains a NUL character", None, payload),
+            None,
+            (),
+        )
+    if msg.hub != topic_hub:
+        reason = f"hub: message hub {msg.hub!r} does not match the topic's hub {topic_hub!r}"
+        return _salvage(payload, Reject("hub-mismatch", reason, None, payload))
+    return ParsedMessage(msg.hub, msg.msg_id, msg.readings)
+
+
+def _unsupported(v: object, payload: bytes) -> Reject:
+    return Reject(
+        "version",
+        f"v: unsupported schema version {v!r} (this gateway accepts {contract.SCHEMA_VERSION})",
+        None,
+        payload,
+    )
+
+
+def _version_reject(payload: bytes) -> Reject | None:
+    try:
+        env = _envelope.decode(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    if env.v is None or env.v == contract.SCHEMA_VERSION:
+        return None
+    return _unsupported(env.v, payload)
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        return None
+    # finite, and within what numeric stores without surprises
+    if not d.is_finite() or not -40 <= d.adjusted() <= 40:
+        return None
+    return d
+
+
+def _aware(dt: datetime) -> bool:
+    return dt.tzinfo is not None and dt.utcoffset() is not None
+
+
+def check_reading(
+    raw: msgspec.Raw, hub: str, *, now: datetime, max_future_skew: timedelta
+) -> NormalizedReading | Reject:
+    """Decode and validate one reading of a valid message (binding not checked here)."""
+    data = bytes(raw)
+
+    def bad(code: str, reason: str, key: str | None) -> Reject:
+        return Reject(code, reason, key, data)
+
+    if _NUL_ESCAPE in data:
+        return bad("nul", "reading: contains a NUL character (\\u0000)", None)
+    try:
+        r = contract.decode_reading(raw)
+    except msgspec.ValidationError as exc:
+        return bad("reading-schema", f"reading: {_msgspec_reason(exc)}", key_of(data))
+    except UnicodeDecodeError:
+        return bad("utf8", f"reading: not valid UTF-8 (byte {utf8_error_at(data)})", key_of(data))
+    except msgspec.DecodeError as exc:
+        return bad("reading-schema", f"reading: malformed: {exc}", None)
+    if not 0 < len(r.key) <= MAX_KEY_LENGTH:
+        return bad("key", f"key: length {len(r.key)} is not within 1-{MAX_KEY_LENGTH}", None)
+    key = r.key
+    if r.kind not in KINDS:
+        return bad("kind", f"kind: unknown kind {r.kind!r} (expected one of {sorted(KINDS)})", key)
+    metric = catalog.metric(r.mdc)
+    if metric is None:
+        return bad("mdc-unknown", f"mdc: unknown MDC code {r.mdc}", key)
+    expected_code = catalog.mdc_unit_code(r.unit)
+    if expected_code is None or not catalog.accepts_unit(metric, r.unit):
+        return bad(
+            "unit",
+            f"unit: {r.unit!r} is not a unit of MDC {r.mdc} ({metric.name}; accepted: "
+            f"{', '.join(metric.units)} or a unit that converts to one)",
+            key,
+        )
+    if r.mdc_unit != expected_code:
+        return bad(
+            "mdc-unit",
+            f"mdc_unit: {r.mdc_unit} does not match unit {r.unit!r} (MDC unit {expected_code})",
+            key,
+        )
+    for name, n in (("sequence", r.sequence), ("user_id", r.user_id), ("panel", r.panel)):
+        if n is not None and not _INT4[0] <= n <= _INT4[1]:
+            return bad("int-range", f"{name}: {n} does not fit a 32-bit integer", key)
+
+    unit, mdc_unit = r.unit, r.mdc_unit
+    value: Decimal | None = None
+    orig_value: Decimal | None = None
+    orig_unit = r.orig_unit
+    if r.orig_value is not None:
+        orig_value = _decimal(r.orig_value)
+        if orig_value is None:
+            return bad("value", f"orig_value: {r.orig_value!r} is not a finite decimal", key)
+    if r.special is not None:
+        if r.special not in SPECIALS:
+            return bad("special", f"special: unknown special value {r.special!r}", key)
+        if r.value is not None:
+            return bad("special", "value: must be null when special is set", key)
+        unit = catalog.canonical_unit_of(r.unit)
+        mdc_unit = catalog.mdc_unit_code(unit) or mdc_unit
+    else:
+        if r.value is None:
+            return bad("special", "value: null without a special value", key)
+        value = _decimal(r.value)
+        if value is None:
+            return bad("value", f"value: {r.value!r} is not a finite decimal number", key)
+        if catalog.canonical_unit_of(r.unit) != r.unit:
+            if orig_value is None and orig_unit is None:
+                orig_value, orig_unit = value, r.unit
+            value, unit = catalog.to_canonical(value, r.unit)
+            mdc_unit = catalog.mdc_unit_code(unit) or mdc_unit
+        rng = metric.range_for(unit)
+        assert rng is not None  # accepts_unit() above
+        if not rng.low <= value <= rng.high:
+            return bad(
+                "range",
+                f"value: {value} {unit} is outside the plausible range {rng.low}-{rng.high} "
+                f"{unit} for MDC {r.mdc} ({metric.name})",
+                key,
+            )
+    if not _aware(r.time):
+        return bad("time", "time: has no UTC offset", key)
+    if not _aware(r.received_at):
+        return bad("time", "received_at: has no UTC offset", key)
+    if r.time > now + max_future_skew:
+        return bad(
+            "time",
+            f"time: {r.time.isoformat()} is more than {max_future_skew} ahead of the gateway "
+            f"clock ({now.isoformat(timespec='seconds')})",
+            key,
+        )
+    try:
+        raw_bytes = bytes.fromhex(r.raw)
+    except ValueError:
+        return bad("raw", "raw: not a hex string", key)
+    return NormalizedReading(
+        time=r.time,
+        key=key,
+        patient_id=r.patient,
+        hub_id=hub,
+        device_id=r.device,
+        source=r.source,
+        kind=r.kind,
+        mdc=r.mdc,
+        loinc=tuple(r.loinc),
+        unit=unit,
+        mdc_unit=mdc_unit,
+        value=value,
+        special=r.special,
+        orig_value=orig_value,
+        orig_unit=orig_unit,
+        panel=r.panel,
+        grp=r.group,
+        flags=tuple(r.flags),
+        time_source=r.time_source,
+        device_time=r.device_time,
+        received_at=r.received_at,
+        hub_clock=r.hub_clock,
+        sequence=r.sequence,
+        user_id=r.user_id,
+        raw=raw_bytes,
+    )

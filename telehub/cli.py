@@ -1,0 +1,139 @@
+"""The ``telehub`` command.
+
+Each subcommand imports only what it needs, so ``telehub edge`` runs on a hub without the gateway's
+dependencies and ``telehub decode`` runs with neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run_until_signal(coro_factory: object) -> int:
+    """Run an ``async def main(stop: asyncio.Event) -> int`` until it returns or SIGINT/SIGTERM."""
+
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        result: int = await coro_factory(stop)  # type: ignore[operator]
+        return result
+
+    return asyncio.run(runner())
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from telehub.demo import DemoOptions, run_demo
+
+    opts = DemoOptions(
+        duration=args.duration,
+        patients=args.patients,
+        mqtt_url=args.mqtt_url,
+        database_url=args.database_url,
+        api_port=args.api_port,
+        data_dir=Path(args.data_dir),
+        seed=args.seed,
+    )
+    return _run_until_signal(lambda stop: run_demo(opts, stop))
+
+
+def _cmd_edge(args: argparse.Namespace) -> int:
+    from edge.main import run_from_config
+
+    return _run_until_signal(lambda stop: run_from_config(Path(args.config), stop))
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.main import run_from_env
+
+    return _run_until_signal(lambda stop: run_from_env(stop, migrate=args.migrate))
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from gateway.main import db_command
+
+    return db_command(args.action, database_url=args.database_url, fleet=args.fleet)
+
+
+def _cmd_decode(argv: Sequence[str]) -> int:
+    from drivers.inspect import main as decode_main
+
+    return decode_main(list(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="telehub", description=__doc__)
+    p.add_argument("--log-level", default=os.environ.get("TELEHUB_LOG_LEVEL", "WARNING"))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run the whole chain on simulated devices (embedded defaults)")
+    d.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    d.add_argument("--patients", type=int, default=3)
+    d.add_argument("--mqtt-url", default=os.environ.get("TELEHUB_MQTT_URL"),
+                   help="use this broker instead of an embedded one")
+    d.add_argument("--database-url", default=os.environ.get("TELEHUB_DATABASE_URL"),
+                   help="use this PostgreSQL instead of an embedded one")
+    d.add_argument("--api-port", type=int, default=8080)
+    d.add_argument("--data-dir", default="var/demo", help="embedded database and hub outboxes")
+    d.add_argument("--seed", type=int, default=7)
+    d.set_defaults(func=_cmd_demo)
+
+    e = sub.add_parser("edge", help="run the edge agent on a home hub")
+    e.add_argument("--config", required=True, help="hub configuration (TOML)")
+    e.set_defaults(func=_cmd_edge)
+
+    g = sub.add_parser("gateway", help="run the ingester, alerting and the API (TELEHUB_* env)")
+    g.add_argument("--migrate", action="store_true", help="apply database migrations first")
+    g.set_defaults(func=_cmd_gateway)
+
+    db = sub.add_parser("db", help="database administration")
+    db.add_argument("action", choices=["migrate", "seed"])
+    db.add_argument("fleet", nargs="?", help="fleet file (TOML) for `seed`")
+    db.add_argument("--database-url", default=os.environ.get("TELEHUB_DATABASE_URL"))
+    db.set_defaults(func=_cmd_db)
+
+    sub.add_parser(
+        "decode",
+        help="decode a device record: telehub decode <characteristic|protocol> <hex> | --list",
+        add_help=False,
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # `decode` has its own argument parser (drivers.inspect); pass its arguments through untouched.
+    if "decode" in args_list:
+        i = args_list.index("decode")
+        head = args_list[:i]
+        if all(a.startswith("--log-level") or (j > 0 and head[j - 1] == "--log-level")
+               for j, a in enumerate(head)):
+            _setup_logging("WARNING")
+            return _cmd_decode(args_list[i + 1 :])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    _setup_logging(args.log_level)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

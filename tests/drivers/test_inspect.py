@@ -1,0 +1,221 @@
+"""``telehub decode`` (drivers.inspect.main): JSON out, errors and exit statuses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from drivers import weight
+from drivers.catalog import Registry
+from drivers.driver import Driver, SerialParams
+from drivers.errors import DecodeError
+from drivers.inspect import main, to_jsonable
+from drivers.observation import DeviceTime, Kind, Measurement, Observation, Quantity
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], *argv: str, registry: Registry | None = None
+) -> tuple[int, str, str]:
+    code = main(list(argv), registry)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_decode_bpm_prints_the_measurement(capsys: pytest.CaptureFixture[str]) -> None:
+    # A&D UA-651BLE reading (HEADS-project/ThingML-BLE AND_Medical_UA651BLE.md), hex with spaces.
+    code, out, err = run(
+        capsys, "0x2A35", "16 7d 00 50 00 66 00", "e1:07:01:10:0c:27:36", "40-00-00-00"
+    )
+    assert (code, err) == (0, "")
+    doc = json.loads(out)
+    assert doc["source"] == "2a35"
+    assert doc["raw"] == "167d0050006600e10701100c2736400000 00".replace(" ", "")
+    assert doc["kind"] == "spot"
+    assert doc["timestamp"] == {
+        "year": 2017,
+        "month": 1,
+        "day": 16,
+        "hours": 12,
+        "minutes": 39,
+        "seconds": 54,
+        "offset_minutes": 0,
+        "iso": "2017-01-16T12:39:54",
+    }
+    assert doc["observations"][0] == {
+        "mdc": 150021,
+        "quantity": {"value": "125", "unit": "mm[Hg]", "mdc_unit": 266016, "special": None},
+        "loinc": ["8480-6"],
+        "original": None,
+        "panel": 150020,
+        "flags": [],
+    }
+    assert [o["quantity"]["value"] for o in doc["observations"]] == ["125", "80", "102", "64"]
+
+
+def test_special_values_precision_and_unknown_date(capsys: pytest.CaptureFixture[str]) -> None:
+    # Nordic BPM _some (kPa, converted) and a NaN record with an unknown year.
+    code, out, _ = run(capsys, "2a35", "15bdf00b009ff03c001200")
+    assert code == 0
+    obs = json.loads(out)["observations"][0]
+    assert obs["quantity"]["value"] == "141.8"
+    assert obs["original"] == {"value": "18.9", "unit": "kPa", "mdc_unit": 265987, "special": None}
+    code, out, _ = run(capsys, "2a35", "02ff07ff07ff070000041114293b")
+    doc = json.loads(out)
+    assert doc["observations"][0]["quantity"]["special"] == "nan"
+    assert doc["timestamp"]["iso"] is None and doc["timestamp"]["month"] == 4
+
+
+def test_decode_error_goes_to_stderr_with_status_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "2a35", "0x03020304050607")
+    assert (code, out) == (1, "")
+    assert json.loads(err) == {
+        "error": {
+            "source": "2a35",
+            "field": "time stamp",
+            "offset": 7,
+            "reason": "truncated: needs 7 octet(s), 0 left",
+        }
+    }
+
+
+def test_unknown_key_bad_hex_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "2a3x", "00")
+    assert (code, out) == (2, "")
+    assert "no driver or parser for '2a3x'" in err
+    code, _, err = run(capsys, "2a35", "zz")
+    assert code == 2 and "bad hex" in err
+    code, _, err = run(capsys)
+    assert code == 2 and "give <key> <hex> or --list" in err
+    code, _, err = run(capsys, "--bogus")
+    assert code == 2 and "unrecognized arguments" in err
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "telehub decode" in out
+
+
+def test_records_of_non_measurement_characteristics(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "2a49", "0700")
+    assert code == 0
+    assert json.loads(out) == {
+        "body_movement_detection": True,
+        "cuff_fit_detection": True,
+        "irregular_pulse_detection": True,
+        "pulse_rate_range_detection": False,
+        "measurement_position_detection": False,
+        "multiple_bonds": False,
+    }
+    # Current Time (reference §1.3 example): 2024-05-17 14:03:09, Friday, 128/256 s, manual.
+    code, out, _ = run(capsys, "2a2b", "e807051 10e03090580 01".replace(" ", ""))
+    doc = json.loads(out)
+    assert code == 0
+    assert doc["time"]["iso"] == "2024-05-17T14:03:09"
+    assert (doc["day_of_week"], doc["fractions256"], doc["adjust_reasons"], doc["raw"]) == (
+        5,
+        128,
+        ["manual-time-update"],
+        "e8070511 0e030905 8001".replace(" ", ""),
+    )
+    code, _, err = run(capsys, "2a60", "01")
+    assert code == 1 and json.loads(err)["error"]["field"] == "supported features"
+
+
+@dataclass
+class PairFramer:
+    """Test framer: records are 2 octets; a 0xEE octet is a sync error."""
+
+    buf: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> list[Measurement | DecodeError]:
+        out: list[Measurement | DecodeError] = []
+        for b in data:
+            if b == 0xEE:
+                out.append(DecodeError("pairs", "sync", 0, "bad octet"))
+                continue
+            self.buf.append(b)
+            if len(self.buf) == 2:
+                out.append(Measurement(source="pairs", raw=bytes(self.buf), observations=()))
+                self.buf.clear()
+        return out
+
+
+PAIRS = Driver(
+    key="pairs",
+    name="Pairs",
+    decode=lambda data: Measurement(source="pairs", raw=data, observations=()),
+    transport="serial",
+    kind=Kind.CONTINUOUS,
+    usb_ids=((0x10C4, 0xEA60),),
+    serial=SerialParams(19200, parity="O"),
+    framer=PairFramer,
+)
+
+
+def test_stream_protocol_goes_through_the_framer(capsys: pytest.CaptureFixture[str]) -> None:
+    reg = Registry([PAIRS])
+    code, out, err = run(capsys, "pairs", "0102 0304 05", registry=reg)
+    assert (code, err) == (0, "")
+    assert [m["raw"] for m in json.loads(out)] == ["0102", "0304"]
+    code, out, err = run(capsys, "pairs", "01ee02", registry=reg)
+    assert code == 1
+    assert [m["raw"] for m in json.loads(out)] == ["0102"]
+    assert json.loads(err)["error"]["reason"] == "bad octet"
+
+
+def test_list(capsys: pytest.CaptureFixture[str]) -> None:
+    reg = Registry([*weight.DRIVERS, PAIRS], weight.PARSERS)
+    code, out, _ = run(capsys, "--list", registry=reg)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert rows == [
+        {
+            "key": "2a9d",
+            "name": "Weight Measurement",
+            "type": "measurement",
+            "kind": "spot",
+            "transport": "ble",
+            "characteristic": "00002a9d-0000-1000-8000-00805f9b34fb",
+            "service": "0000181d-0000-1000-8000-00805f9b34fb",
+            "name_patterns": [],
+            "usb_ids": [],
+            "serial": None,
+        },
+        {
+            "key": "pairs",
+            "name": "Pairs",
+            "type": "measurement",
+            "kind": "continuous",
+            "transport": "serial",
+            "characteristic": None,
+            "service": None,
+            "name_patterns": [],
+            "usb_ids": ["10c4:ea60"],
+            "serial": {"baudrate": 19200, "bytesize": 8, "parity": "O", "stopbits": 1},
+        },
+        {
+            "key": "2a9e",
+            "name": "Weight Scale Feature",
+            "type": "record",
+            "characteristic": "00002a9e-0000-1000-8000-00805f9b34fb",
+        },
+    ]
+
+
+def test_list_default_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--list")
+    keys = [json.loads(line)["key"] for line in out.splitlines()]
+    assert code == 0
+    assert {"2a9d", "2a9c", "2a35", "2a36", "2a5e", "2a5f", "2a1c", "2a1e", "2a2b"} <= set(keys)
+
+
+def test_to_jsonable() -> None:
+    m = Measurement(
+        source="x",
+        raw=bytearray(b"\x01"),  # type: ignore[arg-type]
+        observations=(Observation(1, Quantity(None, "%", 2)),),
+        timestamp=DeviceTime(2024, 1, 2, 3, 4, 5, offset_minutes=30),
+    )
+    doc = to_jsonable(m)
+    assert doc["raw"] == "01"
+    assert doc["timestamp"]["iso"] == "2024-01-02T03:34:05"
+    assert to_jsonable([1, "a"]) == [1, "a"]
