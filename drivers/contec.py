@@ -24,6 +24,11 @@ Flag names follow Contec's (atbrask/CMS50Dplus): ``finger-out``, ``spo2-dropping
 record (no exact clinical code); BerryMed's own code calls the signal-strength nibble "PI", which
 is not a perfusion index in %, so it is not reported as one.
 
+Device matching is only a hint for both: the CMS50D+ cable is a Silicon Labs CP210x bridge
+(USB 10c4:ea60), a generic adapter found in many unrelated products, and the ISSC transparent-UART
+service is generic to Microchip RN4870/BM70-based BLE modules. Confirm the device by seeing valid
+frames (the framer's DecodeError rate), not by the USB id or service alone.
+
 Stored-data download (``F5 F5``) and the newer 115200-baud protocol are not decoded here.
 """
 
@@ -31,15 +36,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Self
 
-from drivers import codes
-from drivers._framing import NEED_MORE, Step, StreamFramer, rebase
-from drivers._obs import observation
+from drivers._vendor import (
+    NEED_MORE,
+    SPO2_MISSING,
+    Step,
+    StreamFramer,
+    check_spo2,
+    oximetry_observations,
+    rebase,
+)
 from drivers.driver import Driver, SerialParams
 from drivers.errors import DecodeError
-from drivers.observation import Kind, Measurement, Observation, Special
+from drivers.observation import Kind, Measurement
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +57,6 @@ CONTEC_KEY = "contec-cms50d"
 BERRYMED_KEY = "berrymed-ble"
 FRAME_LEN = 5
 PR_MISSING = 255
-SPO2_MISSING = 127
 
 #: Silicon Labs CP210x USB-UART bridge, as fitted to the CMS50D+ cable. A generic adapter: many
 #: unrelated devices use it, so a match is only a hint (confirm by seeing valid frames).
@@ -56,30 +65,6 @@ CP210X_USB_ID = (0x10C4, 0xEA60)
 #: too (any RN4870/BM70-based product exposes it): the advertised name is the better hint.
 ISSC_UART_SERVICE = "49535343-fe7d-4ae5-8fa9-9fafd205e455"
 ISSC_UART_NOTIFY = "49535343-1e4d-4bd9-ba61-23c647249616"
-
-
-def check_spo2(value: int, source: str, field: str, offset: int) -> None:
-    """Reject a SpO2 octet that is neither 0..100 % nor the 127 'missing' marker."""
-    if not (0 <= value <= 100 or value == SPO2_MISSING):
-        raise DecodeError(source, field, offset, f"{value} is neither 0..100 % nor 127 (missing)")
-
-
-def oximetry_observations(
-    spo2: int, pulse_rate: int, pr_missing: int
-) -> tuple[Observation, Observation]:
-    """SpO2 (150456, %) and pulse rate (149530, /min), vendor 'missing' markers -> MISSING."""
-    return (
-        observation(
-            codes.MDC_PULS_OXIM_SAT_O2,
-            Special.MISSING if spo2 == SPO2_MISSING else Decimal(spo2),
-            codes.UCUM_PERCENT,
-        ),
-        observation(
-            codes.MDC_PULS_OXIM_PULS_RATE,
-            Special.MISSING if pulse_rate == pr_missing else Decimal(pulse_rate),
-            codes.UCUM_PER_MIN,
-        ),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +210,10 @@ DRIVERS: tuple[Driver, ...] = (
 
 __all__ = [
     "DRIVERS",
+    "PR_MISSING",
+    "SPO2_MISSING",
     "ContecFrame",
     "ContecFramer",
-    "check_spo2",
     "decode_berrymed",
     "decode_contec",
-    "oximetry_observations",
 ]

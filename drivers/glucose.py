@@ -8,8 +8,9 @@ Measurement: the concentration is an SFLOAT in kg/L or mol/L and is converted by
 Type-Sample Location is one octet, **low nibble = type**, high nibble = location; both nibbles
 are kept as sent and named (reserved values are named ``"reserved"``). The metric's MDC code
 follows the sample type (§7); undetermined whole blood and reserved types use the generic
-MDC_CONC_GLU_GEN. LOINC: 2339-0 (mass) / 15074-8 (moles) for blood and plasma samples as §7 gives
-for 0x2A18; none for interstitial fluid and control solution (not blood). The observation's
+MDC_CONC_GLU_GEN. LOINC: 2339-0 (mass) / 15074-8 (moles) for blood and plasma samples (types
+1-8) as §7 gives for 0x2A18; none for interstitial fluid, control solution and reserved types
+(not known to be blood). The observation's
 flags name the sample: ``sample-type:<name>``, ``sample-location:<name>``.
 
 A control-solution record (type 10 or location 4) is :attr:`Kind.CONTROL` and its metric is
@@ -71,7 +72,7 @@ SAMPLE_LOCATIONS: dict[int, str] = {
     15: "not-available",
 }
 TYPE_CONTROL = 10
-TYPE_ISF = 9
+BLOOD_TYPES = frozenset(range(1, 9))  # whole blood and plasma (capillary .. undetermined)
 LOCATION_CONTROL = 4
 
 #: Sensor Status Annunciation: flag name -> bit (= component of MDC_GLU_METER_DEV_STATUS).
@@ -204,7 +205,7 @@ def _observation(rec: GlucoseRecord) -> tuple[Observation, ...]:
         metric = codes.MDC_CONC_GLU_CONTROL
     unit = codes.UCUM_MOL_L if rec.unit == "mol/L" else codes.UCUM_KG_L
     quantity, original = units.canonical(units.quantity(rec.concentration, unit))
-    blood = not rec.is_control and rec.sample_type != TYPE_ISF
+    blood = not rec.is_control and rec.sample_type in BLOOD_TYPES
     loinc = _LOINC[quantity.unit] if blood else ()
     flags = (f"sample-type:{rec.type_name}", f"sample-location:{rec.location_name}")
     return (Observation(metric, quantity, loinc, original, None, flags),)

@@ -25,9 +25,15 @@ from decimal import Decimal
 from typing import ClassVar, Self
 
 from drivers import codes
-from drivers._framing import NEED_MORE, Step, StreamFramer, rebase
 from drivers._obs import observation
-from drivers.contec import check_spo2, oximetry_observations
+from drivers._vendor import (
+    NEED_MORE,
+    Step,
+    StreamFramer,
+    check_spo2,
+    oximetry_observations,
+    rebase,
+)
 from drivers.driver import Driver
 from drivers.errors import DecodeError
 from drivers.observation import Kind, Measurement, Special

@@ -8,19 +8,22 @@ Reference §6.1-6.2 and §8.9-8.10. Nonin's missing markers: SpO2 127 and pulse 
 (0.01 %) as MDC_PULS_OXIM_PERF_REL. Battery voltage (0.1 V) and the counter (seconds since the
 start of the measurement) stay in the record. The length octet must be >= 10; octets after the
 10 known ones are ignored and flagged ``trailing-octets:N`` (project policy, reference §8.5).
+Status flags: :data:`BLE_STATUS` names (b7 reserved, ignored).
 
 **Data Format 2** (OEM III, Xpod, serial): 5-octet frames ``01 | STATUS | PLETH | FLOAT | CHK``,
 25 frames per packet (the SYNC bit b0 of STATUS is set in frame 0 only), 75 frames per second.
 :class:`NoninDf2Framer` returns one Measurement per complete packet (3 per second), with the
 4-beat SpO2 (frame 2) and HR (frames 0-1). The display/fast/beat-to-beat/extended values have no
 distinct exact code, so they stay in :class:`NoninDf2Packet` (properties). Measurement flags are
-the union over the packet's 25 frames (a condition in any frame qualifies the packet's values).
+the union over the packet's 25 frames (a condition in any frame qualifies the packet's values):
+:data:`DF2_STATUS` names, then ``perfusion-green|red|yellow``.
 
 **Data Format 8** (Onyx II 9560 over Bluetooth SPP): 4-octet packets, one per second
 ``STATUS1 | HR LSB | SpO2 | STATUS2``. STATUS1 is the same in every source and decoded by name.
-STATUS2 is kept raw in the record; only the bits two sources agree on are named: b0
-``low-battery`` and b5 ``smartpoint``. b3 ("finger removed" in OpenTele, "sensor fault" in
-another implementation), b1 and b2 (one source only) are not named. DF8 has no checksum: the
+STATUS2 is kept raw in the record; only two bits are named as flags: b0 ``low-battery``
+(OpenTele and drphrozen's Format8.java agree) and b5 ``smartpoint`` (OpenTele and the
+reference). b3 ("finger removed" in OpenTele, "sensor fault" in Format8.java), b1 "battery
+critical" and b2 "spot-check mode" (Format8.java only) are not named. DF8 has no checksum: the
 framer synchronises on b7 (set in STATUS1, clear in HR LSB and SpO2).
 """
 
@@ -34,9 +37,15 @@ from typing import ClassVar, Literal, Self
 from drivers import _cursor as c
 from drivers import codes
 from drivers._cursor import Cursor
-from drivers._framing import NEED_MORE, Step, StreamFramer, rebase
 from drivers._obs import observation
-from drivers.contec import check_spo2, oximetry_observations
+from drivers._vendor import (
+    NEED_MORE,
+    Step,
+    StreamFramer,
+    check_spo2,
+    oximetry_observations,
+    rebase,
+)
 from drivers.driver import Driver, SerialParams
 from drivers.errors import DecodeError
 from drivers.observation import Kind, Measurement

@@ -10,8 +10,13 @@ device, the patient, the metric's MDC code, and a *time token* taken from the de
 * for records with neither (continuous streams): the hub's receive time in nanoseconds, fixed once
   here, before the reading enters the outbox.
 
-The supplemental part is the decoder key plus, when a record carries the same MDC code twice, the
-occurrence number, so the keys of one record are distinct and stable.
+The supplemental part is the decoder key, the metric's value and unit as sent (``120mm[Hg]``,
+``nan%``) and, when a record carries the same MDC code twice, the occurrence number. The value is
+there because a device timestamp is not always unique: a device that does not know the date sends
+only the time of day, a clock reset restarts at 2000-01-01, two records can share a second. A
+replay carries the same values, so it still gets the same keys; two different measurements that
+share a timestamp do not collapse into one. The group id (shared by the metrics of one record) is
+derived from the time token and the record's raw bytes.
 
 Clock provenance (``time_source``, see :data:`telehub.contract.TimeSource`):
 
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from drivers.observation import DeviceTime, Kind, Measurement
+from drivers.observation import DeviceTime, Kind, Measurement, Quantity
 from edge.clock import local_to_utc
 from telehub import contract
 from telehub.contract import HubClock, TimeSource
@@ -63,6 +68,11 @@ def device_time_text(t: DeviceTime) -> str:
     if t.offset_minutes:
         text += f"{t.offset_minutes:+d}m"
     return text
+
+
+def value_token(q: Quantity) -> str:
+    """The metric's value and unit as sent: ``120mm[Hg]``, ``nan/min``."""
+    return f"{q.value if q.value is not None else q.special}{q.unit}"
 
 
 def time_token(m: Measurement, received_ns: int) -> str:
@@ -99,17 +109,20 @@ def to_readings(m: Measurement, ctx: RecordContext) -> list[contract.Reading]:
         return []
     token = time_token(m, ctx.received_ns)
     when, source, device_time, time_flags = effective_time(m, ctx)
-    group = contract.idempotency_key(
-        device=ctx.device, patient=ctx.patient, mdc=0, time_token=token, supplemental=m.source
-    )
     raw = m.raw.hex()
+    group = contract.idempotency_key(
+        device=ctx.device, patient=ctx.patient, mdc=0, time_token=token,
+        supplemental=f"{m.source}:{raw}",
+    )
     seen: Counter[int] = Counter()
     out: list[contract.Reading] = []
     for obs in m.observations:
         occurrence = seen[obs.mdc]
         seen[obs.mdc] += 1
-        supplemental = m.source if occurrence == 0 else f"{m.source}#{occurrence}"
         q = obs.quantity
+        supplemental = f"{m.source}:{value_token(q)}"
+        if occurrence:
+            supplemental += f"#{occurrence}"
         orig = obs.original
         out.append(
             contract.Reading(

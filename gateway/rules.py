@@ -57,6 +57,9 @@ SKIP_FLAGS: Final = frozenset({
 SKIP_METRICS: Final = frozenset({codes.MDC_CONC_GLU_CONTROL})
 
 
+_TEN_DECIMALS: Final = Decimal("1E-10")
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     rule_id: int
@@ -133,8 +136,10 @@ def _threshold_in(rule: Rule, unit: str) -> Decimal | None:
         return rule.threshold
     if catalog.mdc_unit_code(rule.unit) is None or catalog.canonical_unit_of(rule.unit) != unit:
         return None
-    value, _ = catalog.to_canonical(rule.threshold, rule.unit)
-    return value
+    # drivers.units rounds to the source's resolution (+1 digit): give the threshold ten decimals
+    # first so that the converted threshold is exact to 1e-10 and no breach is lost to rounding
+    value, _ = catalog.to_canonical(rule.threshold.quantize(_TEN_DECIMALS), rule.unit)
+    return value.normalize()
 
 
 def evaluate(reading: Evaluable, rules: Iterable[Rule]) -> Evaluation:

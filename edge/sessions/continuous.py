@@ -28,9 +28,10 @@ def is_continuous(drivers: dict[str, Driver]) -> bool:
 
 
 async def run_continuous(conn: GattConnection, stop: asyncio.Event) -> str:
+    await conn.set_clock_early()
     if not await conn.subscribe_known():
         raise SessionAborted("no stream characteristic could be subscribed")
-    await conn.set_clock()
+    await conn.set_clock_late()
     await conn.read_battery()
     end = await conn.wait_end(stop, conn.env.config.ble.idle_timeout)
     if conn.failed is not None:

@@ -1,11 +1,15 @@
 """GATT building blocks shared by the BLE procedures: clock, subscriptions, battery, waiting.
 
-Order on every connection (reference §6.5, §8.8): connect -> discover -> enable notifications and
-indications on every characteristic the registry knows -> set the device clock (Current Time
-0x2A2B if the device has it, else Date Time 0x2A08 as A&D devices expose it), all within
-``clock_deadline`` of connecting. Subscribing first matters for A&D: the device starts its upload
-when the clock is written, and the records must not arrive before the central listens. A record
-that arrives before the clock write is acknowledged is stamped ``device-unverified``.
+Order on every connection (reference §6.5, §8.8), all within ``clock_deadline`` of connecting:
+
+1. connect, discover;
+2. if the device has Current Time 0x2A2B: write it *before* subscribing, so every record arrives
+   after the clock was set;
+3. enable notifications and indications on every characteristic the registry knows;
+4. else, if it has Date Time 0x2A08 (A&D): write it now. A&D devices start their upload when the
+   clock is written, and the records must not arrive before the central listens.
+
+A device whose clock could not be set yields ``time_source="device-unverified"`` readings.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class GattConnection:
         self.subscriptions: dict[str, Subscription] = {}
         self.failed: BaseException | None = None  # a handler failure (OutboxFull)
         self.timeout = env.config.ble.gatt_timeout
+        self._clock_tried = False
 
     # -- drivers --------------------------------------------------------------------------------
     def driver_for(self, uuid: str) -> Driver | None:
@@ -127,33 +132,52 @@ class GattConnection:
         return n
 
     # -- clock ----------------------------------------------------------------------------------
-    async def set_clock(self) -> bool:
-        """Write the hub's local wall-clock time to the device, before ``clock_deadline``."""
-        deadline = self.connected_at + self.env.config.ble.clock_deadline
-        now = now_local(self.env.config.tz)
-        attempts: list[tuple[str, bytes]] = []
-        if CURRENT_TIME in self.chars:
-            attempts.append((CURRENT_TIME, encode_current_time(now)))
-        if DATE_TIME in self.chars:
-            attempts.append((DATE_TIME, encode_date_time(device_time_from(now))))
-        for uuid, payload in attempts:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.env.state.count("ble.clock_deadline_missed")
-                log.warning("%s: no time left to set the device clock", self.binding.device_id)
-                break
-            try:
-                await self.link.write(
-                    uuid, payload, response=True, timeout=min(self.timeout, remaining)
-                )
-            except TransportError as exc:
-                log.info("%s: clock write to %s failed: %s", self.binding.device_id, uuid, exc)
-                continue
-            self.sink.clock_set_by_hub = True
-            self.env.state.count("ble.clock_set")
+    async def set_clock_early(self) -> bool:
+        """Current Time 0x2A2B, before subscribing: a CTS device's records then all arrive after
+        its clock was set (``time_source="device"``)."""
+        if CURRENT_TIME not in self.chars:
+            return False
+        payload = encode_current_time(now_local(self.env.config.tz))
+        return await self._write_clock(CURRENT_TIME, payload, optimistic=False)
+
+    async def set_clock_late(self) -> bool:
+        """Date Time 0x2A08 after subscribing (A&D: the write starts the upload, so the device
+        must find its indications enabled). The upload it triggers can arrive before the write
+        response does, so the clock counts as set from the moment the write is sent, and is
+        un-set if the write fails."""
+        if self.sink.clock_set_by_hub:
             return True
-        self.env.state.count("ble.clock_not_set")
-        return False
+        if DATE_TIME not in self.chars:
+            if not self._clock_tried:
+                self.env.state.count("ble.clock_not_set")
+            return False
+        payload = encode_date_time(device_time_from(now_local(self.env.config.tz)))
+        ok = await self._write_clock(DATE_TIME, payload, optimistic=True)
+        if not ok:
+            self.env.state.count("ble.clock_not_set")
+        return ok
+
+    async def _write_clock(self, uuid: str, payload: bytes, *, optimistic: bool) -> bool:
+        self._clock_tried = True
+        remaining = self.connected_at + self.env.config.ble.clock_deadline - time.monotonic()
+        if remaining <= 0:
+            self.env.state.count("ble.clock_deadline_missed")
+            log.warning("%s: no time left to set the device clock", self.binding.device_id)
+            return False
+        if optimistic:
+            self.sink.clock_set_by_hub = True
+        try:
+            await self.link.write(
+                uuid, payload, response=True, timeout=min(self.timeout, remaining)
+            )
+        except TransportError as exc:
+            self.sink.clock_set_by_hub = False
+            self.env.state.count("ble.clock_write_failed")
+            log.info("%s: clock write to %s failed: %s", self.binding.device_id, uuid, exc)
+            return False
+        self.sink.clock_set_by_hub = True
+        self.env.state.count("ble.clock_set")
+        return True
 
     # -- battery --------------------------------------------------------------------------------
     async def read_battery(self) -> None:

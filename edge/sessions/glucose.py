@@ -125,13 +125,14 @@ class GlucoseProcedure:
         driver = conn.driver_for(GLUCOSE_MEASUREMENT)
         if driver is None:
             raise SessionAborted("no glucose driver in the registry")
+        await conn.set_clock_early()
         if not await conn.subscribe(GLUCOSE_MEASUREMENT, driver, self.on_measurement):
             raise SessionAborted("cannot subscribe to Glucose Measurement")
         if GLUCOSE_CONTEXT in conn.chars:
             await conn.subscribe(GLUCOSE_CONTEXT, None, self.on_context)
         if not await conn.subscribe(RACP, None, self.on_racp):
             raise SessionAborted("cannot enable RACP indications")
-        await conn.set_clock()
+        await conn.set_clock_late()
         await conn.read_battery()
         req = self.request()
         full = req.operator == racp.Operator.ALL_RECORDS

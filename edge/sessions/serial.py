@@ -7,6 +7,11 @@ port disappears (unplugged, EIO) or cannot be opened, the session waits (1 s dou
 ``retry_max``) and opens it again; for a ``usb = "vid:pid"`` binding the port path is looked up
 again each time (ttyUSB0 may come back as ttyUSB1).
 
+The port is read with pyserial in non-blocking mode through the event loop (``add_reader``), not
+pyserial-asyncio-fast: that library re-applies the termios settings after opening (``timeout = 0``)
+and a second ``tcsetattr`` with odd parity fails with EINVAL on a pty (and on some USB-serial
+drivers), so a Contec CMS50D+ (8O1) could not be opened. The port is configured once, here.
+
 Serial devices have no clock the hub can set and no timestamps: readings carry the hub's receive
 time, continuous streams are downsampled like BLE streams (:mod:`edge.sessions.common`). Serial has
 no delivery confirmation either: if the outbox refuses a spot record (hard limit) it is counted and
@@ -18,8 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import termios
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from drivers.driver import Driver, Framer, SerialParams
 from edge.config import DeviceBinding
@@ -30,6 +38,13 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 4096
 OPEN_TIMEOUT = 5.0
+
+#: Octets written after opening the port, by driver key: devices that stream only when asked.
+#: Nonin DF8 (Onyx II 9560): "select data format 8" (reference §6.2; the device ACKs with 0x06,
+#: which the framer discards). Belongs on the registry's Driver; kept here until it is there.
+START_COMMANDS: dict[str, bytes] = {
+    "nonin-df8": bytes((0x02, 0x70, 0x02, 0x02, 0x08, 0x03)),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +119,8 @@ async def run_serial_session(
             delay = min(delay * 2, retry_max)
             continue
         try:
-            reader, writer = await _open(path, params)
-        except (OSError, TimeoutError, ValueError) as exc:
+            port = SerialPort.open(path, params)
+        except (OSError, ValueError, termios.error) as exc:
             env.state.count("serial.open_failed")
             log.info("%s: cannot open %s: %s", device, path, exc)
             await _sleep_unless(stop, delay)
@@ -117,36 +132,82 @@ async def run_serial_session(
         framer = driver.framer() if driver.framer is not None else None
         sink = RecordSink(env, binding)
         try:
-            end = await _pump(reader, sink, driver, framer, stop)
+            start = START_COMMANDS.get(driver.key)
+            if start is not None:
+                await port.write(start, OPEN_TIMEOUT)
+            end = await _pump(port, sink, driver, framer, stop)
             log.info("%s: %s ended (%s)", device, path, end)
-        except (OSError, ConnectionError) as exc:
+        except (OSError, TimeoutError, termios.error) as exc:
             env.state.count("serial.lost")
             log.warning("%s: %s lost: %s", device, path, exc)
         finally:
-            writer.close()
+            port.close()
         if not stop.is_set():
             await _sleep_unless(stop, delay)
 
 
-async def _open(
-    path: str, params: SerialParams
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    import serial_asyncio_fast
+class SerialPort:
+    """A pyserial port read and written without blocking the event loop (POSIX fds)."""
 
-    return await asyncio.wait_for(
-        serial_asyncio_fast.open_serial_connection(
-            url=path,
+    def __init__(self, ser: Any) -> None:
+        self._ser = ser
+        self._fd: int = ser.fileno()
+
+    @classmethod
+    def open(cls, path: str, params: SerialParams) -> SerialPort:
+        import serial
+
+        ser = serial.Serial(
+            path,
             baudrate=params.baudrate,
             bytesize=params.bytesize,
             parity=params.parity,
             stopbits=params.stopbits,
-        ),
-        OPEN_TIMEOUT,
-    )
+            timeout=0,  # reads return what is there
+            write_timeout=0,
+            exclusive=True,
+        )
+        return cls(ser)
+
+    async def read(self, size: int) -> bytes:
+        """At least one octet; OSError (SerialException) when the device went away."""
+        loop = asyncio.get_running_loop()
+        while True:
+            data: bytes = self._ser.read(size)
+            if data:
+                return data
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(self._fd, _wake, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(self._fd)
+
+    async def write(self, data: bytes, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
+        async with asyncio.timeout(timeout):
+            while view:
+                try:
+                    n = os.write(self._fd, view)
+                except BlockingIOError:
+                    n = 0
+                view = view[n:]
+                if view:
+                    ready: asyncio.Future[None] = loop.create_future()
+                    loop.add_writer(self._fd, _wake, ready)
+                    try:
+                        await ready
+                    finally:
+                        loop.remove_writer(self._fd)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._ser.close()
 
 
 async def _pump(
-    reader: asyncio.StreamReader,
+    port: SerialPort,
     sink: RecordSink,
     driver: Driver,
     framer: Framer | None,
@@ -155,7 +216,7 @@ async def _pump(
     stopped = asyncio.ensure_future(stop.wait())
     try:
         while True:
-            read = asyncio.ensure_future(reader.read(READ_CHUNK))
+            read = asyncio.ensure_future(port.read(READ_CHUNK))
             done, _ = await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if read not in done:
                 read.cancel()
@@ -163,14 +224,17 @@ async def _pump(
                     await read
                 return "stopped"
             data = read.result()
-            if not data:
-                return "eof"
             try:
                 sink.handle_bytes(driver, data, framer)
             except OutboxFull:
                 sink.env.state.count("serial.records_lost")
     finally:
         stopped.cancel()
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -12,9 +12,10 @@ log = logging.getLogger(__name__)
 
 
 async def run_spot(conn: GattConnection, stop: asyncio.Event) -> str:
+    await conn.set_clock_early()
     if not await conn.subscribe_known():
         raise SessionAborted("no characteristic the registry knows could be subscribed")
-    await conn.set_clock()
+    await conn.set_clock_late()
     await conn.read_battery()
     conn.sink.last_activity = max(conn.sink.last_activity, conn.connected_at)
     end = await conn.wait_end(stop, conn.env.config.ble.idle_timeout)

@@ -154,6 +154,7 @@ class EventStreamResponse(Response):
     "/alerts/stream",
     summary="Live alerts of the caller's organisation (server-sent events)",
     response_class=EventStreamResponse,
+    status_code=200,
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "An endless text/event-stream (see module docs)."}},
 )

@@ -103,7 +103,7 @@ class StoredBatch:
 class Counters:
     """Monotonic counters since the ingester started (mutable by the ingester only)."""
 
-    messages: int = 0  # MQTT messages received (readings and status)
+    received: int = 0  # MQTT messages received and settled (readings and status)
     readings: int = 0  # readings seen in readings messages
     stored: int = 0
     duplicates: int = 0

@@ -36,7 +36,6 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,15 +44,13 @@ import psycopg
 from gateway.db.migrate import ensure_partitions, migrate
 from gateway.ingest.devices import DeviceCache
 from gateway.ingest.model import (
-    AlertChange,
     Counters,
-    DeadLetter,
-    NormalizedReading,
     Reject,
     StoredBatch,
 )
+from gateway.ingest.outcome import Outcome, Settled, batch_write, settle
 from gateway.ingest.presence import parse_status
-from gateway.ingest.store import BatchWrite, StatusItem, WriteResult, prepare_session, write_batch
+from gateway.ingest.store import StatusItem, WriteResult, prepare_session, write_batch
 from gateway.ingest.validate import (
     ParsedMessage,
     RejectedMessage,
@@ -73,25 +70,6 @@ OnStored = Callable[[StoredBatch], None]
 RECONNECT_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, MqttError, TimeoutError)
 #: Errors meaning the database refused the data itself (poison isolation, see module doc).
 DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
-
-
-@dataclass
-class _Outcome:
-    """What validation made of one inbound message."""
-
-    message: Message
-    hub: str | None
-    kind: str  # "readings" | "status" | "other"
-    msg_id: str | None = None
-    accepted: list[NormalizedReading] = field(default_factory=list)
-    rejected: list[Reject] = field(default_factory=list)  # reading-level
-    message_reject: Reject | None = None
-    message_keys: tuple[str, ...] = ()  # keys readable in a message rejected as a whole
-    status: StatusItem | None = None
-
-    @property
-    def n_readings(self) -> int:
-        return len(self.accepted) + len(self.rejected) + len(self.message_keys)
 
 
 def _leaf(topic: str) -> str:
@@ -117,6 +95,15 @@ class Ingester:
         self.last_batch_at: datetime | None = None
         self._migrated = False
         self._session_was_up = False
+
+    def health(self) -> dict[str, int | float | str | bool | None]:
+        """Connection state, time of the last batch and the counters (for /health, metrics)."""
+        out: dict[str, int | float | str | bool | None] = {
+            "connected": self.connected,
+            "last_batch_at": self.last_batch_at.isoformat() if self.last_batch_at else None,
+        }
+        out.update(self.counters.snapshot())
+        return out
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -215,11 +202,7 @@ class Ingester:
     async def _maintenance(self, stop: asyncio.Event) -> None:
         """Create readings partitions ahead of time, every ``partition_maintenance_interval``."""
         interval = self.settings.partition_maintenance_interval.total_seconds()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-            if stop.is_set():
-                return
+        while not stop.is_set():
             try:
                 created = await asyncio.to_thread(self._ensure_partitions)
             except psycopg.Error as exc:  # retried at the next interval
@@ -227,6 +210,8 @@ class Ingester:
             else:
                 if created:
                     log.info("created %d readings partitions", created)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
     def _ensure_partitions(self) -> int:
         with psycopg.connect(
@@ -237,15 +222,15 @@ class Ingester:
     # -- one batch --------------------------------------------------------------------------------
     async def _validate(
         self, conn: psycopg.AsyncConnection[Any], messages: list[Message]
-    ) -> list[_Outcome]:
+    ) -> list[Outcome]:
         now = datetime.now(UTC)
         skew = self.settings.max_future_skew
-        out: list[_Outcome] = []
+        out: list[Outcome] = []
         for m in messages:
             hub = contract.hub_of_topic(m.topic)
             leaf = _leaf(m.topic)
             if hub is None or leaf not in ("readings", "status"):
-                o = _Outcome(m, hub, "other")
+                o = Outcome(m, hub, "other")
                 o.message_reject = Reject(
                     "topic", f"topic: {m.topic!r} is not a telehub readings/status topic", None,
                     m.payload[: contract.MAX_PAYLOAD_BYTES],
@@ -253,7 +238,7 @@ class Ingester:
                 out.append(o)
                 continue
             if leaf == "status":
-                o = _Outcome(m, hub, "status")
+                o = Outcome(m, hub, "status")
                 st = parse_status(hub, m.payload)
                 if isinstance(st, Reject):
                     o.message_reject = st
@@ -261,7 +246,7 @@ class Ingester:
                     o.status = StatusItem(m.topic, st)
                 out.append(o)
                 continue
-            o = _Outcome(m, hub, "readings")
+            o = Outcome(m, hub, "readings")
             out.append(o)
             parsed = parse_readings_message(hub, m.payload)
             if isinstance(parsed, RejectedMessage):
@@ -288,29 +273,15 @@ class Ingester:
                     o.accepted.append(r)
         return out
 
-    @staticmethod
-    def _batch_write(outcomes: list[_Outcome]) -> BatchWrite:
-        bw = BatchWrite()
-        for o in outcomes:
-            if o.message_reject is not None:
-                bw.dead.append(DeadLetter(o.hub, o.message.topic, o.message_reject))
-            bw.dead.extend(DeadLetter(o.hub, o.message.topic, r) for r in o.rejected)
-            bw.readings.extend(o.accepted)
-            if o.status is not None:
-                bw.statuses.append(o.status)
-            if o.kind == "readings" and o.message_reject is None and o.hub is not None:
-                bw.hubs_seen.add(o.hub)
-        return bw
-
     async def _write(
-        self, conn: psycopg.AsyncConnection[Any], outcomes: list[_Outcome]
+        self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]
     ) -> WriteResult:
         async with asyncio.timeout(self.settings.db_timeout):
-            return await write_batch(conn, self._batch_write(outcomes))
+            return await write_batch(conn, batch_write(outcomes))
 
     async def _write_isolating_poison(
-        self, conn: psycopg.AsyncConnection[Any], outcomes: list[_Outcome]
-    ) -> list[tuple[list[_Outcome], WriteResult]]:
+        self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]
+    ) -> list[tuple[list[Outcome], WriteResult]]:
         try:
             return [(outcomes, await self._write(conn, outcomes))]
         except DATA_ERRORS as exc:
@@ -323,7 +294,7 @@ class Ingester:
                          f"{_short(exc)})"
                 keys = tuple(r.key for r in o.accepted) + tuple(
                     r.key for r in o.rejected if r.key) + o.message_keys
-                poisoned = _Outcome(
+                poisoned = Outcome(
                     o.message, o.hub, o.kind, o.msg_id,
                     message_reject=Reject("storage", reason, None,
                                           o.message.payload[: contract.MAX_PAYLOAD_BYTES]),
@@ -332,7 +303,7 @@ class Ingester:
                 return [([poisoned], await self._write(conn, [poisoned]))]
             log.warning("database refused a batch of %d messages (%s); retrying one by one",
                         len(outcomes), exc.sqlstate)
-        results: list[tuple[list[_Outcome], WriteResult]] = []
+        results: list[tuple[list[Outcome], WriteResult]] = []
         for o in outcomes:
             results.extend(await self._write_isolating_poison(conn, [o]))
         return results
@@ -345,75 +316,43 @@ class Ingester:
             outcomes = await self._validate(conn, messages)
         results = await self._write_isolating_poison(conn, outcomes)
 
-        # -- committed: receipts, then PUBACKs ----------------------------------------------------
-        claimed: set[tuple[str, datetime]] = set()
-        stored: list[NormalizedReading] = []
-        duplicates: list[str] = []
-        dead: list[DeadLetter] = []
-        alerts: list[AlertChange] = []
-        receipts: list[tuple[str, bytes]] = []
-        statuses = 0
-        for group, result in results:
-            dead.extend(result.dead)
-            alerts.extend(result.alerts.changes)
-            statuses += result.statuses_applied
-            self.counters.rule_unit_skipped += result.alerts.skipped_unit
-            for o in group:
-                if o.kind != "readings" or o.hub is None:
-                    continue
-                rs: list[str] = []
-                ds: list[str] = []
-                for r in o.accepted:
-                    k = (r.key, r.time)
-                    if k in result.inserted and k not in claimed:
-                        claimed.add(k)
-                        stored.append(r)
-                        rs.append(r.key)
-                    else:
-                        ds.append(r.key)
-                duplicates.extend(ds)
-                rejected = [contract.Rejection(r.key, r.reason) for r in o.rejected]
-                if o.message_reject is not None:
-                    reason = o.message_reject.reason
-                    rejected += [contract.Rejection(k, reason) for k in o.message_keys] or [
-                        contract.Rejection(None, reason)
-                    ]
-                if o.msg_id is not None:
-                    receipt = contract.Receipt(
-                        msg_id=o.msg_id, stored=rs, duplicates=ds, rejected=rejected
-                    )
-                    receipts.append((contract.receipts_topic(o.hub), contract.encode(receipt)))
-        if receipts:
-            futures = [mqtt.publish_nowait(t, p, qos=1) for t, p in receipts]
+        # committed: counters, then receipts, then PUBACKs
+        settled = settle(results)
+        self._count(messages, outcomes, settled)
+        if settled.receipts:
+            futures = [mqtt.publish_nowait(t, p, qos=1) for t, p in settled.receipts]
             try:
                 await asyncio.wait_for(asyncio.gather(*futures), 10.0)
             except TimeoutError as exc:
                 raise MqttError("no PUBACK for receipts within 10s") from exc
         for m in messages:
             mqtt.ack(m)
-
-        c = self.counters
-        c.batches += 1
-        c.messages += len(messages)
-        c.readings += sum(o.n_readings for o in outcomes)
-        c.stored += len(stored)
-        c.duplicates += len(duplicates)
-        c.rejected += len(dead)
-        c.receipts += len(receipts)
-        c.status_updates += statuses
-        c.alerts_raised += len([a for a in alerts if a.new])
-        c.alerts_updated += len([a for a in alerts if not a.new])
-        by_code: Counter[tuple[str | None, str]] = Counter((d.hub_id, d.reject.code) for d in dead)
-        for (hub, code), n in sorted(by_code.items(), key=lambda x: (x[0][0] or "", x[0][1])):
-            c.rejected_by_code[code] += n
-            log.warning("dead-lettered %d from hub %s: %s", n, hub, code)
         self.last_batch_at = datetime.now(UTC)
-        log.debug("batch: %d messages, %d stored, %d duplicates, %d rejected, %d alerts",
-                  len(messages), len(stored), len(duplicates), len(dead), len(alerts))
-        batch = StoredBatch(tuple(stored), tuple(duplicates), tuple(dead), tuple(alerts), statuses)
+        batch = StoredBatch(settled.stored, settled.duplicates, settled.dead, settled.alerts,
+                            settled.status_updates)
         if self.on_stored is not None:
             self.on_stored(batch)
         return batch
+
+    def _count(self, messages: list[Message], outcomes: list[Outcome], s: Settled) -> None:
+        c = self.counters
+        c.batches += 1
+        c.received += len(messages)
+        c.readings += sum(o.n_readings for o in outcomes)
+        c.stored += len(s.stored)
+        c.duplicates += len(s.duplicates)
+        c.rejected += len(s.dead)
+        c.receipts += len(s.receipts)
+        c.status_updates += s.status_updates
+        c.rule_unit_skipped += s.rule_unit_skipped
+        c.alerts_raised += len([a for a in s.alerts if a.new])
+        c.alerts_updated += len([a for a in s.alerts if not a.new])
+        by_code = Counter((d.hub_id or "", d.reject.code) for d in s.dead)
+        for (hub, code), n in sorted(by_code.items()):
+            c.rejected_by_code[code] += n
+            log.warning("dead-lettered %d from hub %s: %s", n, hub, code)
+        log.debug("batch: %d messages, %d stored, %d duplicates, %d rejected, %d alerts",
+                  len(messages), len(s.stored), len(s.duplicates), len(s.dead), len(s.alerts))
 
 
 def _short(exc: BaseException) -> str:

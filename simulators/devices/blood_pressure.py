@@ -79,9 +79,7 @@ class BloodPressureMonitor(SpotCheckDevice[BloodPressureRecord]):
             faults=faults,
         )
 
-    def record(
-        self, values: BloodPressureValues | None, t: DeviceTime
-    ) -> BloodPressureRecord:
+    def record(self, values: BloodPressureValues | None, t: DeviceTime) -> BloodPressureRecord:
         """The record the cuff sends for ``values`` at ``t`` (None: an all-NaN error record)."""
         if values is None:
             nan = Special.NAN

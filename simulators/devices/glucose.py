@@ -90,6 +90,7 @@ class GlucoseMeter(Peripheral):
         self._ordinals = 0
         self._reported_up_to: int | None = None  # highest sequence reported on the last link
         self._procedure: asyncio.Task[None] | None = None
+        self._busy = False  # a procedure runs (ends when its final response is sent)
         self._abort = False
         self.requests: list[RacpRequest] = []
         self.time = TimeCharacteristics(
@@ -126,9 +127,7 @@ class GlucoseMeter(Peripheral):
         self.next_sequence = (self.next_sequence + 1) & 0xFFFF
         t = self.clock.device_time()
         if n in self.faults.invalid_readings:
-            record = GlucoseRecord(
-                seq, t, self.time_offset, status=("sample-size-insufficient",)
-            )
+            record = GlucoseRecord(seq, t, self.time_offset, status=("sample-size-insufficient",))
         else:
             value = mg_dl if mg_dl is not None else self.physiology.glucose_mg_dl(n)
             record = GlucoseRecord(
@@ -165,6 +164,7 @@ class GlucoseMeter(Peripheral):
 
     def on_disconnect(self, reason: str) -> None:
         self._procedure = None
+        self._busy = False
         latest = self.records[-1].sequence_number if self.records else None
         if latest is not None and self._reported_up_to != latest:
             self.start_advertising()
@@ -175,7 +175,7 @@ class GlucoseMeter(Peripheral):
         conn = self.connection
         seen = -1
         while conn is not None and conn.is_open:
-            busy = self._procedure is not None and not self._procedure.done()
+            busy = self._busy
             if conn.activity == seen and not busy:
                 await self.disconnect("idle timeout")
                 return
@@ -186,7 +186,7 @@ class GlucoseMeter(Peripheral):
     async def _racp_write(self, data: bytes) -> None:
         if not self.is_subscribed(RACP_UUID):
             raise AttError(AttErrorCode.CCCD_IMPROPERLY_CONFIGURED, "RACP indications disabled")
-        running = self._procedure is not None and not self._procedure.done()
+        running = self._busy
         if not data:
             raise AttError(AttErrorCode.INVALID_ATTRIBUTE_VALUE_LENGTH, "empty RACP write")
         if running and data[0] != OpCode.ABORT_OPERATION:
@@ -200,10 +200,16 @@ class GlucoseMeter(Peripheral):
         if request is not None and request.op_code == OpCode.ABORT_OPERATION:
             self.spawn(self._abort_procedure(request), "racp-abort")
             return
+        self._busy = True
         self._procedure = self.spawn(self._run(data, request), "racp")
 
     async def _respond(self, op_code: int, code: ResponseCode) -> None:
-        await self.indicate(RACP_UUID, RacpResponseCode(op_code, code).encode())
+        await self._final(RacpResponseCode(op_code, code).encode())
+
+    async def _final(self, response: bytes) -> None:
+        """The response that ends a procedure: the central may write again once it has it."""
+        self._busy = False
+        await self.indicate(RACP_UUID, response)
 
     async def _run(self, data: bytes, request: RacpRequest | None) -> None:
         if request is None:  # op code 0 or >= 5, or a lone octet
@@ -220,7 +226,7 @@ class GlucoseMeter(Peripheral):
         if isinstance(selected, ResponseCode):
             await self._respond(op, selected)
         elif op == OpCode.REPORT_NUMBER_OF_STORED_RECORDS:
-            await self.indicate(RACP_UUID, RacpNumberOfRecords(len(selected)).encode())
+            await self._final(RacpNumberOfRecords(len(selected)).encode())
         elif not selected:
             await self._respond(op, ResponseCode.NO_RECORDS_FOUND)
         else:
@@ -304,4 +310,3 @@ class GlucoseMeter(Peripheral):
             await asyncio.wait({procedure})
             self._abort = False
         await self._respond(op, ResponseCode.SUCCESS)
-

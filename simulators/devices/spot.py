@@ -118,6 +118,10 @@ class SpotCheckDevice(Peripheral, Generic[R]):
     def unsent(self) -> tuple[StoredReading[R], ...]:
         return tuple(r for r in self._memory if not r.sent)
 
+    def take_reading(self) -> StoredReading[R]:
+        """The patient measures (values from the physiology); families add a values argument."""
+        raise NotImplementedError
+
     def _take(self, build: RecordBuilder[R]) -> StoredReading[R]:
         """Take a reading now (device clock) and keep it; start advertising."""
         n = self._ordinals

@@ -17,14 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers import codes
-from drivers._framing import StreamFramer
+from drivers._vendor import StreamFramer, check_spo2
 from drivers.contec import (
     BERRYMED_KEY,
     CONTEC_KEY,
     DRIVERS,
     ContecFrame,
     ContecFramer,
-    check_spo2,
     decode_berrymed,
     decode_contec,
 )

@@ -40,6 +40,7 @@ T_HEX = "e8070511081e00"
 
 
 TRUNC_2_1 = "truncated: needs 2 octet(s), 1 left"
+TRUNC_1_0 = "truncated: needs 1 octet(s), 0 left"
 
 
 def q(value: str | Special, unit: tuple[str, int]) -> Quantity:
@@ -206,8 +207,8 @@ def test_control_solution_is_never_a_patient_observation(
         (7, codes.MDC_CONC_GLU_GEN, ("15074-8",), "undetermined-whole-blood"),
         (8, codes.MDC_CONC_GLU_UNDETERMINED_PLASMA, ("15074-8",), "undetermined-plasma"),
         (9, codes.MDC_CONC_GLU_ISF, (), "interstitial-fluid"),
-        (0, codes.MDC_CONC_GLU_GEN, ("15074-8",), "reserved"),
-        (11, codes.MDC_CONC_GLU_GEN, ("15074-8",), "reserved"),
+        (0, codes.MDC_CONC_GLU_GEN, (), "reserved"),
+        (11, codes.MDC_CONC_GLU_GEN, (), "reserved"),
     ],
 )
 def test_metric_by_sample_type(
@@ -287,7 +288,7 @@ def test_unit_bit_without_concentration_roundtrips() -> None:
         ("000100e8070d11081e00", "base time.month", 5, "13 outside 1..12 (0 = unknown)"),
         ("010100" + T_HEX + "fb", "time offset", 10, "truncated: needs 2 octet(s), 1 left"),
         ("020100" + T_HEX + "69", "glucose concentration", 10, TRUNC_2_1),
-        ("020100" + T_HEX + "69b0", "type-sample location", 12, "truncated: needs 1 octet(s), 0 left"),
+        ("020100" + T_HEX + "69b0", "type-sample location", 12, TRUNC_1_0),
         ("080100" + T_HEX + "01", "sensor status annunciation", 10, TRUNC_2_1),
     ],
 )  # fmt: skip

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from drivers import _cursor as c
 from drivers import codes
-from drivers._framing import StreamFramer
+from drivers._vendor import StreamFramer
 from drivers.driver import SerialParams
 from drivers.errors import DecodeError
 from drivers.nonin import (

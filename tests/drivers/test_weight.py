@@ -192,6 +192,7 @@ def test_encode_rejects_what_the_wire_cannot_carry() -> None:
     with pytest.raises(ValueError, match="weight cannot be nan"):
         mass_counts(Special.NAN, False, "weight")
     assert scaled(14000, D("0.005")).as_tuple() == D("70.000").as_tuple()
+    assert WeightRecord(True, Special.UNSUCCESSFUL).encode() == b"\x01\xff\xff"
 
 
 def test_feature() -> None:

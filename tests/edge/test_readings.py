@@ -61,7 +61,7 @@ def test_bp_record_becomes_three_readings_with_every_field() -> None:
     rs = to_readings(bp(), ctx())
     token = "2024-05-17T14:03:09"
     group = contract.idempotency_key(device="00:09:1F:8A:12:34", patient="patient-a", mdc=0,
-                                     time_token=token, supplemental="2a35")
+                                     time_token=token, supplemental="2a35:1e7800500060000000")
     common = dict(
         device="00:09:1F:8A:12:34", patient="patient-a", source="2a35", kind="spot",
         group=group, time=datetime(2024, 5, 17, 12, 3, 9, tzinfo=UTC), time_source="device",
@@ -69,18 +69,18 @@ def test_bp_record_becomes_three_readings_with_every_field() -> None:
         sequence=None, user_id=1, raw="1e7800500060000000",
     )
 
-    def key(mdc: int) -> str:
+    def key(mdc: int, value: str) -> str:
         return contract.idempotency_key(device="00:09:1F:8A:12:34", patient="patient-a",
-                                        mdc=mdc, time_token=token, supplemental="2a35")
+                                        mdc=mdc, time_token=token, supplemental=f"2a35:{value}")
 
     assert rs == [
-        contract.Reading(key=key(150021), mdc=150021, loinc=["8480-6"], unit="mm[Hg]",
+        contract.Reading(key=key(150021, "120mm[Hg]"), mdc=150021, loinc=["8480-6"], unit="mm[Hg]",
                          mdc_unit=266016, value="120", panel=150020, flags=["irregular-pulse"],
                          **common),  # type: ignore[arg-type]
-        contract.Reading(key=key(150022), mdc=150022, loinc=["8462-4"], unit="mm[Hg]",
+        contract.Reading(key=key(150022, "80.0mm[Hg]"), mdc=150022, loinc=["8462-4"], unit="mm[Hg]",
                          mdc_unit=266016, value="80.0", panel=150020, flags=["irregular-pulse"],
                          **common),  # type: ignore[arg-type]
-        contract.Reading(key=key(149546), mdc=149546, loinc=["8867-4"], unit="/min",
+        contract.Reading(key=key(149546, "62/min"), mdc=149546, loinc=["8867-4"], unit="/min",
                          mdc_unit=264864, value="62", flags=["irregular-pulse", "pulse-rate"],
                          **common),  # type: ignore[arg-type]
     ]
@@ -103,6 +103,19 @@ def test_keys_stable_for_a_replayed_record_and_distinct_otherwise() -> None:
     ]
     keys = {r.key for rs in others for r in rs}
     assert len(keys) == 12 and not keys & set(first)
+
+
+def test_same_timestamp_different_values_do_not_collapse() -> None:
+    """A device that only knows the time of day sends 14:03:09 on two days: two measurements."""
+    unknown = DeviceTime(0, 0, 0, 14, 3, 9)
+    day1 = to_readings(bp(unknown), ctx())
+    other = dataclasses.replace(bp(unknown), raw=b"\x01", observations=(
+        Observation(150021, mmhg("135"), ("8480-6",), panel=150020),
+        *bp().observations[1:],
+    ))
+    day2 = to_readings(other, ctx())
+    assert day1[0].key != day2[0].key and day1[0].group != day2[0].group
+    assert day1[1].key == day2[1].key  # same diastolic at the same time: indistinguishable
 
 
 def test_continuous_key_is_the_receive_time_fixed_once() -> None:

@@ -143,8 +143,8 @@ def test_timescale_path_runs_against_a_stub_create_hypertable(fresh_db: str) -> 
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         conn.execute("CREATE TABLE hypertable_calls (rel text, col text, chunk interval, ine bool)")
         conn.execute(
-            "CREATE FUNCTION create_hypertable(rel regclass, col name, chunk_time_interval interval,"
-            " if_not_exists boolean) RETURNS void LANGUAGE sql AS "
+            "CREATE FUNCTION create_hypertable(rel regclass, col name,"
+            " chunk_time_interval interval, if_not_exists boolean) RETURNS void LANGUAGE sql AS "
             "$$ INSERT INTO hypertable_calls VALUES (rel::text, col, chunk_time_interval,"
             " if_not_exists) $$"
         )

@@ -97,7 +97,9 @@ def _expected() -> Fleet:
         ],
         patients=[Patient(id="p-001", display_name="Test Patient", orgs=["rh", "gp1"])],
         hubs=[Hub(id="hub-001", org="rh")],
-        devices=[Device(id="00:1C:05:AA:BB:CC", hub="hub-001", patient="p-001", model="Nonin 3230")],
+        devices=[
+            Device(id="00:1C:05:AA:BB:CC", hub="hub-001", patient="p-001", model="Nonin 3230")
+        ],
         rules=[
             Rule(key="spo2-low", patient="p-001", mdc=150456, op="<", threshold=Decimal(90),
                  unit="%", severity="critical", description="SpO2 below 90 %"),

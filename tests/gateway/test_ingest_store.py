@@ -41,8 +41,9 @@ async def test_good_readings_are_stored_with_a_receipt(fresh_db: str, mosquitto,
         await h.publish(payload)
         topic, receipt = await h.receipt()
         rows = h.query(f"SELECT {READING_COLUMNS} FROM readings ORDER BY time")
-        counters = h.ingester.counters.snapshot()
         batch = await h.batch()
+        counters = h.ingester.counters.snapshot()
+        health = h.ingester.health()
     assert (topic, receipt) == (
         contract.receipts_topic(HUB),
         contract.Receipt(msg_id=mid, stored=[r["key"] for r in (spo2, weight, pounds, special)]),
@@ -59,9 +60,11 @@ async def test_good_readings_are_stored_with_a_receipt(fresh_db: str, mosquitto,
         (pounds["key"], 188736, "68.039", "kg"), (special["key"], 150456, "None", "%"),
     ]
     assert (batch.duplicates, batch.rejected, batch.alerts) == ((), (), ())
-    assert {k: counters[k] for k in ("messages", "readings", "stored", "duplicates", "rejected",
+    assert health["connected"] is True and health["stored"] == 4
+    assert isinstance(health["last_batch_at"], str)
+    assert {k: counters[k] for k in ("received", "readings", "stored", "duplicates", "rejected",
                                      "receipts", "batches")} == {
-        "messages": 1, "readings": 4, "stored": 4, "duplicates": 0, "rejected": 0,
+        "received": 1, "readings": 4, "stored": 4, "duplicates": 0, "rejected": 0,
         "receipts": 1, "batches": 1,
     }
 

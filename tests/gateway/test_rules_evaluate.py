@@ -86,3 +86,13 @@ def test_rule_in_unconvertible_unit_is_skipped_and_counted() -> None:
     rule = Rule(7, "p1", 160184, ">", Decimal("180"), "mg/dL", "warning")
     r = R(mdc=160184, value=Decimal("15.0"), unit="mmol/L")
     assert evaluate(r, [rule]) == Evaluation((), skipped_unit=1)
+
+
+def test_converted_threshold_keeps_its_precision() -> None:
+    """200 [lb_av] = 90.718474 kg: a 90.72 kg reading breaches '> 200 [lb_av]' (90.7 would not
+    be the threshold)."""
+    rule = Rule(8, "p1", 188736, ">", Decimal("200"), "[lb_av]", "warning")
+    assert evaluate(R(mdc=188736, value=Decimal("90.72"), unit="kg"), [rule]) == Evaluation(
+        (Breach(rule, Decimal("90.72"), "kg"),)
+    )
+    assert evaluate(R(mdc=188736, value=Decimal("90.71"), unit="kg"), [rule]) == Evaluation()

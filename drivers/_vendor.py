@@ -1,9 +1,13 @@
-"""Sans-I/O framing shared by the vendor stream decoders (Nonin DF2/DF8, Contec/BerryMed, Jumper).
+"""Shared by the vendor-format decoders (Nonin, Contec/BerryMed, Jumper): the SpO2 / pulse-rate
+observations with the vendors' "missing" markers, and sans-I/O stream framing.
 
-A subclass implements :meth:`StreamFramer._step`: it looks at the head of the buffer and says how
-many octets to take and what they were (a record, a DecodeError, nothing, or garbage). The base
-class keeps the buffer and the stream offset, and reports each run of discarded octets as one
-:class:`DecodeError` (field ``"sync"``) when the run ends, i.e. when the next frame is found.
+SpO2 is an octet 0..100 %, 127 = missing (every vendor here); a value that is neither is rejected.
+
+Framing: a subclass implements :meth:`StreamFramer._step`: it looks at the head of the buffer and
+says how many octets to take and what they were (a record, a DecodeError, nothing, or garbage).
+The base class keeps the buffer and the stream offset, and reports each run of discarded octets
+as one :class:`DecodeError` (field ``"sync"``) when the run ends, i.e. when the next frame is
+found.
 
 Every decision depends only on the octets seen so far, never on where a chunk ended, so a stream
 fed in any chunking gives the same list of results. The buffer never holds more than one frame.
@@ -15,13 +19,41 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 
+from drivers import codes
+from drivers._obs import observation
 from drivers.errors import DecodeError
-from drivers.observation import Measurement
+from drivers.observation import Measurement, Observation, Special
 
 log = logging.getLogger(__name__)
 
 Result = Measurement | DecodeError
+SPO2_MISSING = 127
+
+
+def check_spo2(value: int, source: str, field: str, offset: int) -> None:
+    """Reject a SpO2 octet that is neither 0..100 % nor the 127 'missing' marker."""
+    if not (0 <= value <= 100 or value == SPO2_MISSING):
+        raise DecodeError(source, field, offset, f"{value} is neither 0..100 % nor 127 (missing)")
+
+
+def oximetry_observations(
+    spo2: int, pulse_rate: int, pr_missing: int
+) -> tuple[Observation, Observation]:
+    """SpO2 (150456, %) and pulse rate (149530, /min), vendor 'missing' markers -> MISSING."""
+    return (
+        observation(
+            codes.MDC_PULS_OXIM_SAT_O2,
+            Special.MISSING if spo2 == SPO2_MISSING else Decimal(spo2),
+            codes.UCUM_PERCENT,
+        ),
+        observation(
+            codes.MDC_PULS_OXIM_PULS_RATE,
+            Special.MISSING if pulse_rate == pr_missing else Decimal(pulse_rate),
+            codes.UCUM_PER_MIN,
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
