@@ -70,13 +70,17 @@ class DeviceClock:
         self.drift_ppm = drift_ppm
         self.is_set = is_set
         # Device time at the reference instant; a clock that was never set runs from the factory
-        # default.
-        self._base = world.now() + offset if is_set else FACTORY_TIME + offset
+        # default. One reading of the world clock, so that fast worlds stay consistent.
         self._ref = world.elapsed()  # world elapsed seconds at the reference instant
+        start = world.start + timedelta(seconds=self._ref) if is_set else FACTORY_TIME
+        self._base = start + offset
         self.sets = 0  # how many times the central set the clock
 
     def now(self) -> datetime:
-        dt = self.world.elapsed() - self._ref
+        return self._at(self.world.elapsed())
+
+    def _at(self, elapsed: float) -> datetime:
+        dt = elapsed - self._ref
         return self._base + timedelta(seconds=dt * (1.0 + self.drift_ppm / 1e6))
 
     def device_time(self) -> DeviceTime:
@@ -100,4 +104,5 @@ class DeviceClock:
 
     def offset(self) -> timedelta:
         """How far the device clock is ahead of world time (negative: behind)."""
-        return self.now() - self.world.now()
+        e = self.world.elapsed()
+        return self._at(e) - (self.world.start + timedelta(seconds=e))

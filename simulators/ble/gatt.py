@@ -71,11 +71,6 @@ class Characteristic:
     def subscribable(self) -> bool:
         return bool(self.props & (Prop.NOTIFY | Prop.INDICATE))
 
-    @property
-    def indicates(self) -> bool:
-        """True when a subscription is for indications (bleak prefers notify when both exist)."""
-        return bool(self.props & Prop.INDICATE) and not self.props & Prop.NOTIFY
-
 
 @dataclass(slots=True)
 class Service:

@@ -164,8 +164,9 @@ class PulseOximeter(StreamingDevice):
             ):
                 continue
             queued = next(q for q in self._spots if not q.sent)
-            cut = self.faults.cut_during == attempts
-            attempts += 1
-            if not await self.indicate(SPOT_UUID, queued.data, cut_link=cut):
-                return
-            queued.sent = True
+            for _ in range(2 if self.faults.duplicate else 1):
+                cut = self.faults.cut_during == attempts
+                attempts += 1
+                if not await self.indicate(SPOT_UUID, queued.data, cut_link=cut):
+                    return
+                queued.sent = True

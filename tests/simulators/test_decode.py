@@ -215,16 +215,29 @@ def test_heart_rate_and_battery(phys: Physiology, world: SimTime) -> None:
     assert values(decode("2a19", dev.battery.encode())) == [Decimal(85)]
 
 
-def test_device_clock_drift_set_and_reset() -> None:
+def test_device_clock_drift() -> None:
     world = SimTime(speed=1e4)
+    e0 = world.elapsed()
     clock = DeviceClock(world, drift_ppm=10_000)  # 1 % fast
-    time.sleep(0.05)
-    elapsed = world.elapsed()
-    assert abs(clock.offset().total_seconds() - 0.01 * elapsed) < 0.5
+    e1 = world.elapsed()
+    time.sleep(0.02)
+    e2 = world.elapsed()
+    offset = clock.offset().total_seconds()
+    e3 = world.elapsed()
+    assert 0.01 * (e2 - e1) <= offset <= 0.01 * (e3 - e0)
+    assert offset > 1.0
+
+
+def test_device_clock_set_and_reset() -> None:
+    clock = DeviceClock(SimTime(speed=1.0))
+    assert abs(clock.offset()) < timedelta(seconds=1)
     clock.set(datetime(2024, 1, 1, 12, 0, 0))
     assert abs(clock.now() - datetime(2024, 1, 1, 12, 0, 0)) < timedelta(seconds=5)
+    assert (clock.is_set, clock.sets) == (True, 1)
     clock.reset()
     assert (clock.is_set, clock.now() - datetime(2000, 1, 1) < timedelta(seconds=5)) == (
         False,
         True,
     )
+    unset = DeviceClock(SimTime(speed=1.0), is_set=False)
+    assert unset.device_time() == DeviceTime(2000, 1, 1, 0, 0, 0)

@@ -60,7 +60,7 @@ async def test_contec_frames_at_60_hz(contec: ContecCms50d) -> None:
     frames = [ContecFrame.parse(m.raw) for m in measurements(results)]
     assert len(results) == len(frames) == len(data) // 5
     assert frames == [contec.frame(i) for i in range(len(frames))]
-    assert 150 <= len(frames) <= 200  # 60 frames per simulated second
+    assert 140 <= len(frames) <= 220  # 60 frames per simulated second
     first_second = PHYS.oximetry(0)
     assert (frames[0].spo2, frames[0].pulse_rate) == (
         int(first_second.spo2),
@@ -125,7 +125,7 @@ async def test_nonin_df2_packets(world: SimTime) -> None:
     got = measurements(results)
     assert [r for r in results if isinstance(r, DecodeError)] == []
     assert got == [dev.packet(p).measurement() for p in range(len(got))]
-    assert 7 <= len(got) <= 10  # 3 packets per simulated second
+    assert 6 <= len(got) <= 11  # 3 packets per simulated second
     assert [m.observations[0].quantity.value for m in got[:3]] == [PHYS.oximetry(0).spo2] * 3
 
 

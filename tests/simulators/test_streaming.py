@@ -45,11 +45,11 @@ async def test_plx_continuous_at_1_hz(radio: SimulatedRadio, world: SimTime) -> 
     await asyncio.sleep(20 / SPEED)  # 20 simulated seconds
     await link.disconnect()
     n = len(got.items)
-    assert 17 <= n <= 22
+    assert 15 <= n <= 22
     expected = [ox.continuous_record(k) for k in range(n)]
     assert [PlxContinuousRecord.parse(b) for b in got.items] == expected
     spacing = (got.at[-1] - got.at[0]) / (n - 1) * SPEED  # simulated seconds between samples
-    assert 0.9 < spacing < 1.1
+    assert 0.8 < spacing < 1.2
     # The COPD profile dips below 90 % from second 5: a threshold trips within the first samples.
     spo2 = [registry.get("2a5f").decode(b).observations[0].quantity.value for b in got.items]
     assert any(v is not None and v < 90 for v in spo2[5:10])
