@@ -60,7 +60,8 @@ async def test_nonin_df2_stream_downsampled_and_reconnects_after_unplug(tmp_path
     task = asyncio.create_task(run_serial_session(env, binding, stop))
     try:
         t0 = time.monotonic()
-        await until(lambda: len(records(env.outbox)) >= 2)
+        await until(lambda: len(records(env.outbox)) >= 2
+                    and env.state.counters["records.downsampled"] >= 1)
         dev.unplug()  # cable pulled: reads fail, the port path disappears
         await until(lambda: env.state.counters["serial.lost"]
                     + env.state.counters["serial.open_failed"] >= 1)
