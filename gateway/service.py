@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from typing import Any, Final
 
 import uvicorn
 
 from gateway.api import create_app
-from gateway.api.context import IngesterStats
+from gateway.ingest import Ingester, OnStored
 from gateway.notify.stream import AlertCallback
 from gateway.notify.webhook import WebhookOptions, WebhookWorker
 from gateway.settings import GatewaySettings
@@ -68,34 +68,29 @@ async def run_gateway(
     settings: GatewaySettings,
     *,
     stop: asyncio.Event | None = None,
-    on_stored: Callable[..., object] | None = None,
+    on_stored: OnStored | None = None,
     on_alert: AlertCallback | None = None,
     webhook: WebhookOptions | None = None,
     sockets: list[socket.socket] | None = None,
-    ingester: Callable[..., Awaitable[object]] | None = None,
-    ingester_stats: IngesterStats | None = None,
 ) -> None:
     """Run ingester + API + webhook worker until ``stop`` is set (or one of them fails).
 
     ``on_stored`` is passed to the ingester (called after each committed batch); ``on_alert`` is
     called for every alert event of the live stream (new alerts, further occurrences,
-    acknowledgements). ``sockets``: already-bound listening sockets for the API (e.g. port 0 in
-    tests) instead of ``settings.api_host``/``api_port``. ``ingester``: replaces
-    :func:`gateway.ingest.run_ingester` (same signature); ``ingester_stats``: its counters for
-    ``/health``.
+    acknowledgements), once per event, whether or not a client is connected. ``webhook``: the
+    worker's retry/backoff options. ``sockets``: already-bound listening sockets for the API
+    (e.g. port 0 in tests) instead of ``settings.api_host``/``api_port``. The ingester applies
+    the database migrations when it connects (``Ingester(migrate_schema=True)``).
     """
     stop = stop or asyncio.Event()
     inner_stop = asyncio.Event()  # set on ``stop`` or when a part fails
-    if ingester is None:
-        from gateway.ingest import run_ingester
-
-        ingester = run_ingester
-    app = create_app(settings, ingester_stats=ingester_stats, on_alert=on_alert)
+    ingester = Ingester(settings, on_stored=on_stored)
+    app = create_app(settings, ingester_stats=ingester.health, on_alert=on_alert)
     server = api_server(app, host=settings.api_host, port=settings.api_port)
     worker = WebhookWorker(settings.database_url, options=webhook)
 
     parts: dict[str, Coroutine[Any, Any, object]] = {
-        "ingester": ingester(settings, stop=inner_stop, on_stored=on_stored),
+        "ingester": ingester.run(inner_stop),
         "api": server.serve_or_raise(sockets=sockets),
         "webhooks": worker.run(inner_stop),
     }

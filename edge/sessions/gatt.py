@@ -66,7 +66,6 @@ class GattConnection:
         self.subscriptions: dict[str, Subscription] = {}
         self.failed: BaseException | None = None  # a handler failure (OutboxFull)
         self.timeout = env.config.ble.gatt_timeout
-        self._clock_tried = False
 
     # -- drivers --------------------------------------------------------------------------------
     def driver_for(self, uuid: str) -> Driver | None:
@@ -148,8 +147,7 @@ class GattConnection:
         if self.sink.clock_set_by_hub:
             return True
         if DATE_TIME not in self.chars:
-            if not self._clock_tried:
-                self.env.state.count("ble.clock_not_set")
+            self.env.state.count("ble.clock_not_set")
             return False
         payload = encode_date_time(device_time_from(now_local(self.env.config.tz)))
         ok = await self._write_clock(DATE_TIME, payload, optimistic=True)
@@ -158,7 +156,6 @@ class GattConnection:
         return ok
 
     async def _write_clock(self, uuid: str, payload: bytes, *, optimistic: bool) -> bool:
-        self._clock_tried = True
         remaining = self.connected_at + self.env.config.ble.clock_deadline - time.monotonic()
         if remaining <= 0:
             self.env.state.count("ble.clock_deadline_missed")

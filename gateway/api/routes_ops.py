@@ -49,7 +49,8 @@ async def health(ctx: Ctx) -> JSONResponse:
     except (psycopg.Error, TimeoutError) as exc:
         log.warning("health: database unreachable (%s)", type(exc).__name__)
         database = "unreachable"
-    stream: dict[str, int | bool] = {"running": ctx.stream_running}
+    stream: dict[str, int | bool] = {
+        "running": ctx.stream_running, "listening": ctx.broadcaster.listening.is_set()}
     stream.update(asdict(ctx.broadcaster.stats()))
     ingester = dict(ctx.ingester_stats()) if ctx.ingester_stats is not None else None
     ok = database == "ok"

@@ -114,6 +114,14 @@ class EventStreamResponse(Response):
                 raise r
 
     async def _pump(self, send: Send) -> None:
+        # "ready" promises a live stream: wait for the broadcaster's LISTEN (keeping the
+        # connection alive meanwhile, e.g. while the database is unreachable)
+        while not self.broadcaster.listening.is_set():
+            try:
+                async with asyncio.timeout(self.heartbeat):
+                    await self.broadcaster.listening.wait()
+            except TimeoutError:
+                await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
         hello = b"retry: 5000\n\n" + _control(
             "ready", {"org_id": self.sub.org_id, "heartbeat": self.heartbeat}
         )

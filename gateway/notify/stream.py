@@ -122,6 +122,8 @@ class AlertBroadcaster:
         self._dedup_size = dedup_size
         self._pending: set[int] = set()
         self._wake = asyncio.Event()
+        #: set once the first LISTEN is established (events are live from then on)
+        self.listening = asyncio.Event()
         self._watermark: datetime | None = None
         self._published = 0
         self._slow_closed = 0
@@ -206,6 +208,7 @@ class AlertBroadcaster:
 
         async def on_connected() -> None:
             await self._catch_up(pool, query_timeout)
+            self.listening.set()
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(

@@ -157,6 +157,8 @@ class WebhookWorker:
         self._pool = pool
         self._client = client
         self.stats = WebhookStats()
+        #: set once the worker LISTENs (a notification then wakes it)
+        self.listening = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         own_pool = self._pool is None
@@ -171,7 +173,8 @@ class WebhookWorker:
             await pool.open(wait=False)
         wake = asyncio.Event()
         listener = asyncio.create_task(
-            listen_forever(self.dsn, ALERTS_CHANNEL, lambda _payload: wake.set()),
+            listen_forever(self.dsn, ALERTS_CHANNEL, lambda _payload: wake.set(),
+                           on_connected=self._on_listening),
             name="webhook-listen",
         )
         log.info("webhook worker started")
@@ -199,6 +202,9 @@ class WebhookWorker:
             if own_pool:
                 await pool.close()
             log.info("webhook worker stopped")
+
+    async def _on_listening(self) -> None:
+        self.listening.set()
 
     async def deliver_due(self, pool: Pool, client: httpx.AsyncClient) -> RoundResult:
         """One round: claim due rows, POST them concurrently, record the outcomes."""

@@ -31,7 +31,8 @@ async def until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_agent_end_to_end(tmp_path: Path, mqtt_url: str) -> None:
+async def test_agent_end_to_end(tmp_path: Path, mosquitto: type) -> None:
+    mqtt_url = str(mosquitto().url)
     radio = SimulatedRadio()
     listed = BloodPressureMonitor(LISTED, Physiology(Profile.NORMAL, 1))
     stranger = BloodPressureMonitor(STRANGER, Physiology(Profile.NORMAL, 2))

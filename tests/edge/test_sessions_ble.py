@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers import racp, registry
+from drivers.glucose import GlucoseRecord
 from edge.config import BleConfig, DeviceBinding, HubConfig, MqttConfig
 from edge.outbox import Outbox
 from edge.readings import RecordContext, device_time_text, to_readings
@@ -313,3 +315,70 @@ async def test_current_time_written_before_subscribing(tmp_path: Path, sync: Tim
     assert stored(env.outbox) == expected(binding, "2a35", r.data, clock_set=True)
     assert stored(env.outbox)[0].device_time is not None
     assert stored(env.outbox)[0].device_time.startswith("2000-01-01")  # stamped before the set
+
+
+async def test_vendor_uart_stream_through_the_framer(tmp_path: Path) -> None:
+    """BerryMed over the ISSC transparent UART: 5-octet frames split across notifications."""
+    from simulators.devices.berrymed import BerryMedOximeter
+
+    ox = BerryMedOximeter(ADDR, Physiology(Profile.NORMAL, 8), search_notifications=0)
+    radio = SimulatedRadio()
+    radio.add(ox)
+    binding = DeviceBinding(address=ADDR, patient="patient-a")
+    env = make_env(tmp_path, binding, fixed_time=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(session(env, binding, radio, stop))
+    async with asyncio.timeout(5):
+        while len({r.group for r in stored(env.outbox)}) < 2:
+            await asyncio.sleep(0.05)
+    stop.set()
+    assert await task == "stopped"
+    readings = stored(env.outbox)
+    assert {(r.source, r.kind, r.time_source) for r in readings} == {
+        ("berrymed-ble", "continuous", "hub")
+    }
+    assert {r.mdc for r in readings} >= {150456, 149530}
+    assert env.state.counters["records.downsampled"] > 0  # 60 frames/s
+
+
+class ContextMeter(GlucoseMeter):
+    """A meter that sends a Glucose Measurement Context (0x2A34) after flagged records."""
+
+    def __init__(self, *a: object, **kw: object) -> None:
+        super().__init__(*a, **kw)  # type: ignore[arg-type]
+        from drivers.glucose import CONTEXT_UUID
+        from simulators.ble.gatt import Characteristic, Prop, Service
+
+        svc = self.services[0]
+        ctx_char = Characteristic(CONTEXT_UUID, Prop.NOTIFY)
+        self.services = (Service(svc.uuid, (*svc.characteristics, ctx_char)), *self.services[1:])
+        self._chars[ctx_char.uuid] = ctx_char
+
+    async def _report(self, records: list[GlucoseRecord]) -> None:
+        from drivers.glucose import CONTEXT_UUID, MEASUREMENT_UUID, GlucoseContext
+
+        for rec in records:
+            await self.notify(MEASUREMENT_UUID, rec.encode())
+            if rec.context_follows:
+                ctx = GlucoseContext(rec.sequence_number, meal=1)  # preprandial
+                await self.notify(CONTEXT_UUID, ctx.encode())
+        await self._respond(racp.OpCode.REPORT_STORED_RECORDS, racp.ResponseCode.SUCCESS)
+
+
+async def test_glucose_context_flags_join_their_measurement(tmp_path: Path) -> None:
+    meter = ContextMeter(ADDR, Physiology(Profile.NORMAL, 4))
+    radio = SimulatedRadio()
+    radio.add(meter)
+    a = meter.take_reading()
+    meter.records[-1] = dataclasses.replace(a, context_follows=True)
+    b = meter.take_reading()
+    binding = DeviceBinding(address=ADDR, patient="patient-a")
+    env = make_env(tmp_path, binding)
+    assert await session(env, binding, radio) == "complete"
+    readings = stored(env.outbox)
+    assert [(r.sequence, r.flags) for r in readings] == [
+        (a.sequence_number, ["context-follows", "meal:preprandial",
+                             "sample-type:capillary-whole-blood", "sample-location:finger"]),
+        (b.sequence_number, ["sample-type:capillary-whole-blood", "sample-location:finger"]),
+    ]
+    assert env.state.counters["glucose.orphan_context"] == 0

@@ -20,6 +20,12 @@ from tests.edge.util import FakeGateway, TcpProxy, keys_of, reading
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def broker_url(mosquitto: type) -> str:
+    """A private broker per test: other suites' chaos on the shared broker cannot interfere."""
+    return str(mosquitto().url)
+
+
 def hub_config(tmp_path: Path, url: str, protocol: str = "5", **limits: object) -> HubConfig:
     return HubConfig(
         hub_id=f"test-{uuid.uuid4().hex[:10]}",
@@ -60,14 +66,14 @@ def all_keys(box: Outbox) -> set[str]:
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_rows_deleted_only_after_the_receipt(
-    tmp_path: Path, mqtt_url: str, protocol: str
+    tmp_path: Path, broker_url: str, protocol: str
 ) -> None:
-    cfg = hub_config(tmp_path, mqtt_url, protocol)
+    cfg = hub_config(tmp_path, broker_url, protocol)
     box = Outbox(tmp_path / "o.db")
     sent = [reading(f"k{i}") for i in range(5)]
     box.add(sent)
     uplink = Uplink(cfg, box)
-    gw = FakeGateway(mqtt_url, cfg.hub_id, auto=False, protocol=protocol)
+    gw = FakeGateway(broker_url, cfg.hub_id, auto=False, protocol=protocol)
     async with gw, running(uplink):
         msg = await gw.next()
         assert msg.hub == cfg.hub_id and msg.v == contract.SCHEMA_VERSION
@@ -87,12 +93,12 @@ async def test_rows_deleted_only_after_the_receipt(
     box.close()
 
 
-async def test_receipt_timeout_resends_same_keys(tmp_path: Path, mqtt_url: str) -> None:
-    cfg = hub_config(tmp_path, mqtt_url, receipt_timeout_seconds=0.5)
+async def test_receipt_timeout_resends_same_keys(tmp_path: Path, broker_url: str) -> None:
+    cfg = hub_config(tmp_path, broker_url, receipt_timeout_seconds=0.5)
     box = Outbox(tmp_path / "o.db")
     box.add([reading("a"), reading("b")])
     uplink = Uplink(cfg, box)
-    async with FakeGateway(mqtt_url, cfg.hub_id, auto=False) as gw, running(uplink):
+    async with FakeGateway(broker_url, cfg.hub_id, auto=False) as gw, running(uplink):
         first = await gw.next()
         second = await gw.next(5)  # no receipt for the first: re-sent after the timeout
         assert keys_of(second) == keys_of(first) == ["a", "b"]
@@ -132,13 +138,14 @@ async def test_broker_restart_resends_in_flight(tmp_path: Path, mosquitto: type)
         box.close()
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_receipts_sent_while_offline_arrive_on_reconnect(
-    tmp_path: Path, mqtt_url: str
+    tmp_path: Path, broker_url: str, protocol: str
 ) -> None:
-    cfg = hub_config(tmp_path, mqtt_url)
+    cfg = hub_config(tmp_path, broker_url, protocol)
     box = Outbox(tmp_path / "o.db")
     box.add([reading("a")])
-    async with FakeGateway(mqtt_url, cfg.hub_id, auto=False) as gw:
+    async with FakeGateway(broker_url, cfg.hub_id, auto=False) as gw:
         async with running(Uplink(cfg, box)):
             msg = await gw.next()
         # the hub is gone (persistent session on the broker): the gateway answers now
@@ -149,6 +156,7 @@ async def test_receipts_sent_while_offline_arrive_on_reconnect(
         async with running(uplink):
             await until(lambda: box.stats().pending == 0)
     assert uplink.state.counters["uplink.receipts"] == 1
+    assert len(gw.received) == 1  # applied before anything was re-sent
     box.close()
 
 
@@ -167,15 +175,15 @@ async def _next_status(sub: MqttClient, timeout: float = 10.0) -> contract.HubSt
 
 
 async def test_online_heartbeat_and_last_will_when_connection_cut(
-    tmp_path: Path, mqtt_url: str
+    tmp_path: Path, broker_url: str
 ) -> None:
-    proxy = await TcpProxy(mqtt_url).start()
+    proxy = await TcpProxy(broker_url).start()
     cfg = hub_config(tmp_path, proxy.url)
     box = Outbox(tmp_path / "o.db")
     box.add([reading("a")])
     uplink = Uplink(cfg, box)
     uplink.state.seen("AA:BB:CC:DD:EE:01")
-    sub = await _status_subscriber(mqtt_url, cfg.hub_id)
+    sub = await _status_subscriber(broker_url, cfg.hub_id)
     try:
         async with running(uplink):
             online = await _next_status(sub)
@@ -194,7 +202,7 @@ async def test_online_heartbeat_and_last_will_when_connection_cut(
                 while (s := await _next_status(sub)).state != "online":
                     pass
         # clean stop: the hub publishes offline itself (retained)
-        late = await _status_subscriber(mqtt_url, cfg.hub_id)
+        late = await _status_subscriber(broker_url, cfg.hub_id)
         retained = await _next_status(late)
         assert retained.state == "offline"
         await late.disconnect()
@@ -204,12 +212,12 @@ async def test_online_heartbeat_and_last_will_when_connection_cut(
         box.close()
 
 
-async def test_backlog_alternates_with_live_readings(tmp_path: Path, mqtt_url: str) -> None:
-    cfg = hub_config(tmp_path, mqtt_url, batch_size=10, in_flight_messages=1)
+async def test_backlog_alternates_with_live_readings(tmp_path: Path, broker_url: str) -> None:
+    cfg = hub_config(tmp_path, broker_url, batch_size=10, in_flight_messages=1)
     box = Outbox(tmp_path / "o.db")
     box.add([reading(f"b{i:02d}") for i in range(30)])  # backlog from before the connect
     uplink = Uplink(cfg, box)
-    async with FakeGateway(mqtt_url, cfg.hub_id, auto=False) as gw, running(uplink):
+    async with FakeGateway(broker_url, cfg.hub_id, auto=False) as gw, running(uplink):
         first = await gw.next()
         box.add([reading(f"l{i}") for i in range(5)])  # live readings arrive meanwhile
         uplink.wake()

@@ -102,10 +102,9 @@ async def raise_alert(
     """Raise (or count another occurrence of) the patient's first rule's alert, as the ingester
     does: upsert against alerts_one_open, deliveries for new alerts, NOTIFY, one transaction."""
     rid = rule_id(dsn, patient)
-    async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        async with conn.transaction():
-            cur = await conn.execute(
-                """INSERT INTO alerts (patient_id, rule_id, reading_key, reading_time, mdc, value,
+    async with await psycopg.AsyncConnection.connect(dsn) as conn, conn.transaction():
+        cur = await conn.execute(
+            """INSERT INTO alerts (patient_id, rule_id, reading_key, reading_time, mdc, value,
                        unit, severity, message, occurrences, last_value, last_seen_at)
                    VALUES (%(p)s, %(r)s, %(k)s, %(t)s, %(mdc)s, %(v)s, %(u)s, %(s)s, %(m)s, 1,
                        %(v)s, %(t)s)
@@ -113,22 +112,22 @@ async def raise_alert(
                        occurrences = alerts.occurrences + 1, last_value = EXCLUDED.last_value,
                        last_seen_at = EXCLUDED.last_seen_at
                    RETURNING alert_id, (xmax = 0)""",
-                {"p": patient, "r": rid, "k": f"key-{reading_time.isoformat()}",
-                 "t": reading_time, "mdc": mdc, "v": Decimal(value), "u": unit, "s": severity,
-                 "m": message},
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            alert_id, new = int(row[0]), bool(row[1])
-            if new:
-                await conn.execute(
-                    """INSERT INTO alert_deliveries (alert_id, webhook_id)
+            {"p": patient, "r": rid, "k": f"key-{reading_time.isoformat()}",
+             "t": reading_time, "mdc": mdc, "v": Decimal(value), "u": unit, "s": severity,
+             "m": message},
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        alert_id, new = int(row[0]), bool(row[1])
+        if new:
+            await conn.execute(
+                """INSERT INTO alert_deliveries (alert_id, webhook_id)
                        SELECT %s, w.webhook_id FROM webhooks w
                        JOIN patient_access pa ON pa.org_id = w.org_id WHERE pa.patient_id = %s
                        ON CONFLICT DO NOTHING""",
-                    (alert_id, patient),
-                )
-            await conn.execute("SELECT pg_notify('telehub_alerts', %s)", (str(alert_id),))
+                (alert_id, patient),
+            )
+        await conn.execute("SELECT pg_notify('telehub_alerts', %s)", (str(alert_id),))
     return alert_id
 
 

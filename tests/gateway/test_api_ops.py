@@ -12,10 +12,18 @@ from datetime import UTC, datetime
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 
 from gateway.api import create_app
 from gateway.notify.webhook import FAILED_SENTINEL
-from tests.gateway.api_support import add_webhook, api_client, auth, raise_alert, seed
+from tests.gateway.api_support import (
+    add_webhook,
+    api_client,
+    auth,
+    raise_alert,
+    seed,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +37,24 @@ def db(fresh_db: str) -> str:
 
 
 @pytest.fixture
-async def client(db: str) -> AsyncIterator[httpx.AsyncClient]:
+def app(db: str) -> FastAPI:
     stats = {"stored": 3, "db_errors": 0}
-    async with api_client(create_app(db, ingester_stats=lambda: stats)) as c:
+    return create_app(db, ingester_stats=lambda: stats)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(app) as c:
         yield c
 
 
-async def test_health_ok_with_ingester_counters(client: httpx.AsyncClient) -> None:
+async def test_health_ok_with_ingester_counters(app: FastAPI, client: httpx.AsyncClient) -> None:
+    await wait_for(app.state.telehub.broadcaster.listening.is_set)
     r = await client.get("/health")
     assert r.status_code == 200
     assert r.json() == {
         "status": "ok", "database": "ok",
-        "stream": {"running": True, "subscribers": 0, "published": 0,
+        "stream": {"running": True, "listening": True, "subscribers": 0, "published": 0,
                    "slow_consumers_closed": 0, "fetch_errors": 0},
         "ingester": {"stored": 3, "db_errors": 0},
     }

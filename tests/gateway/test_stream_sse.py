@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,9 @@ import psycopg
 import pytest
 
 from gateway.api import create_app
-from gateway.notify.alerts import AlertView
+from gateway.api.sse import EventStreamResponse
+from gateway.notify.alerts import AlertEvent, AlertView, fetch_alert_events
+from gateway.notify.stream import AlertBroadcaster
 from tests.gateway.api_support import auth, raise_alert, seed, serve
 
 pytestmark = pytest.mark.integration
@@ -58,13 +61,15 @@ class SseClient:
 
 @asynccontextmanager
 async def sse(base: str, org: str) -> AsyncIterator[SseClient]:
-    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-        async with http.stream("GET", "/api/v1/alerts/stream", headers=auth(org)) as r:
-            assert r.status_code == 200
-            assert r.headers["content-type"].startswith("text/event-stream")
-            client = SseClient(r)
-            assert await client.next_event() == ("ready", {"org_id": org, "heartbeat": 15.0})
-            yield client
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=10) as http,
+        http.stream("GET", "/api/v1/alerts/stream", headers=auth(org)) as r,
+    ):
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        client = SseClient(r)
+        assert await client.next_event() == ("ready", {"org_id": org, "heartbeat": 15.0})
+        yield client
 
 
 @pytest.fixture
@@ -112,16 +117,19 @@ async def test_alerts_reach_only_the_orgs_following_the_patient(db: str) -> None
 
 async def test_heartbeat_comments_and_shutdown_close(db: str) -> None:
     app = create_app(db, heartbeat=0.2)
-    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as http:
-        async with http.stream("GET", "/api/v1/alerts/stream", headers=auth("rh")) as r:
-            client = SseClient(r)
-            assert await client.next_event() == ("ready", {"org_id": "rh", "heartbeat": 0.2})
-            assert await client.next(timeout=2) == ("comment", "keepalive")
-            assert await client.next(timeout=2) == ("comment", "keepalive")
-            assert app.state.telehub.broadcaster.stats().subscribers == 1
-            app.state.telehub.broadcaster.close_all("shutdown")
-            assert await client.next_event() == ("close", {"reason": "shutdown"})
-            assert await client.next_event() == ("eof", None)
+    async with (
+        serve(app) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as http,
+        http.stream("GET", "/api/v1/alerts/stream", headers=auth("rh")) as r,
+    ):
+        client = SseClient(r)
+        assert await client.next_event() == ("ready", {"org_id": "rh", "heartbeat": 0.2})
+        assert await client.next(timeout=2) == ("comment", "keepalive")
+        assert await client.next(timeout=2) == ("comment", "keepalive")
+        assert app.state.telehub.broadcaster.stats().subscribers == 1
+        app.state.telehub.broadcaster.close_all("shutdown")
+        assert await client.next_event() == ("close", {"reason": "shutdown"})
+        assert await client.next_event() == ("eof", None)
 
 
 async def test_slow_client_is_disconnected_not_buffered(db: str) -> None:
@@ -132,27 +140,53 @@ async def test_slow_client_is_disconnected_not_buffered(db: str) -> None:
         assert (await rh.next_event())[1]["alert_id"] == first
         assert (await gp.next_event())[1]["alert_id"] == first
         # a burst the clients cannot take before their queues fill (published synchronously)
-        [event] = [e async for e in _events(db, first)]
+        async with await psycopg.AsyncConnection.connect(db) as conn:
+            [event] = await fetch_alert_events(conn, [first])
         for n in range(2, 12):
-            broadcaster.publish(type(event)(
+            broadcaster.publish(AlertEvent(
                 alert=event.alert.model_copy(update={"occurrences": n}), orgs=event.orgs))
-        got = [await rh.next_event() for _ in range(4)]
-        assert [(k, d.get("occurrences", d.get("reason"))) for k, d in got] == [
-            ("alert", 2), ("alert", 3), ("alert", 4), ("close", "slow_consumer")]
-        assert await rh.next_event() == ("eof", None)
+        for client in (rh, gp):
+            got = [await client.next_event() for _ in range(4)]
+            assert [(k, d.get("occurrences", d.get("reason"))) for k, d in got] == [
+                ("alert", 2), ("alert", 3), ("alert", 4), ("close", "slow_consumer")]
+            assert await client.next_event() == ("eof", None)
         assert broadcaster.stats().slow_consumers_closed == 2
         assert broadcaster.stats().subscribers == 0
 
 
-async def _events(db: str, alert_id: int) -> AsyncIterator[Any]:
-    from gateway.notify.alerts import fetch_alert_events
+async def test_a_client_that_stopped_reading_is_cut_after_the_grace() -> None:
+    # ASGI level: a send() that never returns is what a full socket buffer looks like
+    broadcaster = AlertBroadcaster(queue_size=2)
+    broadcaster.listening.set()
+    sub = broadcaster.subscribe("rh")
+    response = EventStreamResponse(sub, broadcaster, heartbeat=60, stuck_grace=0.1)
+    sent: list[dict[str, Any]] = []
 
-    async with await psycopg.AsyncConnection.connect(db) as conn:
-        for e in await fetch_alert_events(conn, [alert_id]):
-            yield e
+    async def send(message: Any) -> None:
+        sent.append(message)
+        if len(sent) >= 3:  # response start, "ready", then the socket is full
+            await asyncio.Event().wait()
+
+    async def receive() -> Any:
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(response({"type": "http"}, receive, send))
+    event = AlertEvent(alert=AlertView(alert_id=1, patient_id="p-001", raised_at=T0,
+                                       occurrences=1, status="open"), orgs=frozenset({"rh"}))
+    for n in range(1, 5):
+        broadcaster.publish(AlertEvent(
+            alert=event.alert.model_copy(update={"occurrences": n}), orgs=event.orgs))
+        await asyncio.sleep(0.01)
+    async with asyncio.timeout(2):
+        await task
+    assert (sub.reason, broadcaster.stats().subscribers, len(sent)) == ("slow_consumer", 0, 3)
+    assert sent[2]["body"].startswith(b"id: 1-1-o\nevent: alert\ndata: {")
 
 
-async def test_stream_catches_up_after_losing_its_listen_connection(db: str) -> None:
+async def test_stream_catches_up_after_losing_its_listen_connection(
+    db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.notify")
     app = create_app(db)
     async with serve(app) as base, sse(base, "rh") as rh:
         with psycopg.connect(db, autocommit=True) as conn:
@@ -165,6 +199,7 @@ async def test_stream_catches_up_after_losing_its_listen_connection(db: str) -> 
         alert_id = await raise_alert(db, "p-001", reading_time=T0)
         kind, data = await rh.next_event(timeout=10)
         assert (kind, data["alert_id"]) == ("alert", alert_id)
+        assert "live stream: re-reading 1 alerts after reconnecting" in caplog.text
         # and only once
         await raise_alert(db, "p-001", reading_time=T0 + timedelta(seconds=1))
         kind, data = await rh.next_event(timeout=10)
