@@ -62,9 +62,11 @@ def _cmd_edge(args: argparse.Namespace) -> int:
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
-    from gateway.main import run_from_env
+    from gateway.main import run_from_env, run_ingester_from_env
 
-    return _run_until_signal(lambda stop: run_from_env(stop, migrate=args.migrate))
+    if args.ingest_only:
+        return _run_until_signal(run_ingester_from_env)
+    return _run_until_signal(lambda stop: run_from_env(stop, migrate_first=args.migrate))
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
@@ -102,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("gateway", help="run the ingester, alerting and the API (TELEHUB_* env)")
     g.add_argument("--migrate", action="store_true", help="apply database migrations first")
+    g.add_argument("--ingest-only", action="store_true",
+                   help="run only the ingester (scale ingest out behind shared subscriptions)")
     g.set_defaults(func=_cmd_gateway)
 
     db = sub.add_parser("db", help="database administration")

@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, Literal, TextIO
+from zoneinfo import ZoneInfo
 
 from telehub.embedded import embedded_broker, embedded_postgres, free_port
 
@@ -36,7 +37,8 @@ DEMO_TOKENS = {
 }
 _NAMES = {150021: "systolic", 150022: "diastolic", 150023: "mean BP", 149546: "pulse",
           188736: "weight", 150456: "SpO2", 149530: "pulse", 150364: "temperature",
-          147842: "heart rate"}
+          188452: "temperature", 150448: "perfusion", 147842: "heart rate",
+          160184: "glucose", 160188: "glucose", 160020: "glucose"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +116,9 @@ async def webhook_receiver(console: Console) -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-def _fleet_dict(bindings: list[tuple[str, str]], patients: list[str], hook: str) -> dict[str, object]:
+def _fleet_dict(
+    bindings: list[tuple[str, str]], patients: list[str], hook: str
+) -> dict[str, object]:
     """The gateway's view of the demo: organisations, care teams, hubs, devices, rules."""
     return {
         "orgs": [
@@ -168,6 +172,7 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO = sys.std
     from gateway.fleet import Fleet, apply_fleet_async
     from gateway.service import run_gateway
     from gateway.settings import GatewaySettings
+    from simulators.clock import SimTime
     from simulators.fleet import demo_fleet
 
     console = Console(out)
@@ -177,6 +182,7 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO = sys.std
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
         # -- infrastructure ---------------------------------------------------------------------
+        protocol: Literal["5", "3.1.1"]
         if opts.mqtt_url:
             mqtt_url, protocol = opts.mqtt_url, "5"
         else:
@@ -194,7 +200,9 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO = sys.std
         console.line(f"demo: database ready ({flavour})")
 
         # -- simulated households and the central registry --------------------------------------
-        fleet = demo_fleet(opts.patients, seed=opts.seed)
+        # The simulated world's wall clock starts now (device clocks are local, naive).
+        now_local = datetime.now(ZoneInfo("Europe/Copenhagen")).replace(tzinfo=None)
+        fleet = demo_fleet(opts.patients, seed=opts.seed, world=SimTime(now_local))
         stack.push_async_callback(fleet.aclose)
         await fleet.start()
         patients = [p.patient_id for p in fleet.patients]
@@ -257,7 +265,7 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO = sys.std
         measuring = asyncio.create_task(measure(), name="measure")
         t0 = time.monotonic()
         try:
-            waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait()), gateway]
+            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait()), gateway]
             timeout = opts.duration
             done, _ = await asyncio.wait(waiters, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)

@@ -40,12 +40,13 @@ pytestmark = pytest.mark.integration
 TOKEN_HOSPITAL = "e2e-hospital-token"
 TOKEN_OTHER_GP = "e2e-other-gp-token"
 SECRET = "e2e-webhook-secret"
+Hook = tuple[dict[str, str], bytes]
 
 
 @contextlib.asynccontextmanager
-async def webhook_server() -> AsyncIterator[tuple[str, asyncio.Queue[tuple[dict[str, str], bytes]]]]:
+async def webhook_server() -> AsyncIterator[tuple[str, asyncio.Queue[Hook]]]:
     """A real HTTP/1.1 server: answers 204 and queues (headers, body) of every POST."""
-    received: asyncio.Queue[tuple[dict[str, str], bytes]] = asyncio.Queue()
+    received: asyncio.Queue[Hook] = asyncio.Queue()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
