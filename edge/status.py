@@ -18,12 +18,9 @@ from telehub import contract
 MAX_DEVICES_IN_STATUS = 64
 
 
-class DeviceStatus(contract.DeviceSeen, frozen=True, kw_only=True):
-    battery: int | None = None  # percent, from Battery Level 0x2A19 or a vendor status
-
-
-class EdgeHubStatus(contract.HubStatus, frozen=True, kw_only=True):
-    counters: dict[str, int] = {}
+# The contract carries battery and counters itself; these names stay for the edge's callers.
+DeviceStatus = contract.DeviceSeen
+EdgeHubStatus = contract.HubStatus
 
 
 @dataclass(slots=True)

@@ -123,6 +123,7 @@ class OutboxState(msgspec.Struct, frozen=True, kw_only=True):
 class DeviceSeen(msgspec.Struct, frozen=True):
     device: str
     last_seen: datetime
+    battery: int | None = None  # Battery Level (%) when the device reports one
 
 
 class HubStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,6 +135,7 @@ class HubStatus(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
     outbox: OutboxState | None = None
     devices: list[DeviceSeen] = []
+    counters: dict[str, int] = {}  # the hub's own counters (decode errors, dropped, unmapped, ...)
 
 
 # Idempotency ------------------------------------------------------------------------------------
