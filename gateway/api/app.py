@@ -25,6 +25,7 @@ from gateway.api.context import ApiContext, IngesterStats
 from gateway.api.errors import install_error_handlers
 from gateway.notify.pool import make_pool
 from gateway.notify.stream import AlertBroadcaster, AlertCallback
+from gateway.notify.tasks import cancel_and_wait
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,15 @@ def create_app(
     stuck_grace: float = 5.0,
     pool_max_size: int = 10,
     query_timeout: float = 15.0,
+    acquire_timeout: float = 5.0,
 ) -> FastAPI:
     """The API as an ASGI app.
 
     ``ingester_stats``: counters of an ingester running in the same process, shown by /health.
     ``on_alert``: called (synchronously, must not raise) for every alert event the live stream
     publishes — new alerts, further occurrences and acknowledgements.
+    ``query_timeout``: server-side statement timeout; ``acquire_timeout``: longest wait for a pooled
+    connection (then 503 ``database_unavailable``).
     ``app.state.telehub.broadcaster.close_all()`` ends all live streams (call it before stopping
     the server: uvicorn waits for open responses).
     """
@@ -73,13 +77,15 @@ def create_app(
     ctx = ApiContext(
         dsn=dsn,
         pool=make_pool(
-            dsn, max_size=pool_max_size, statement_timeout_ms=int(query_timeout * 1000)
+            dsn, max_size=pool_max_size, acquire_timeout=acquire_timeout,
+            statement_timeout_ms=int(query_timeout * 1000),
         ),
         broadcaster=AlertBroadcaster(queue_size=stream_queue_size, on_alert=on_alert),
         ingester_stats=ingester_stats,
         heartbeat=heartbeat,
         stuck_grace=stuck_grace,
         query_timeout=query_timeout,
+        acquire_timeout=acquire_timeout,
     )
 
     @asynccontextmanager
@@ -102,8 +108,7 @@ def create_app(
             yield
         finally:
             ctx.broadcaster.close_all("shutdown")
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait(task)
             await ctx.pool.close()
 
     app = FastAPI(

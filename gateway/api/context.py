@@ -25,6 +25,7 @@ class ApiContext:
     heartbeat: float  # seconds between SSE keep-alive comments
     stuck_grace: float  # seconds a closed SSE stream may take to drain before it is cut
     query_timeout: float
+    acquire_timeout: float
     stream_running: bool = False
 
 

@@ -123,7 +123,7 @@ class DeadLetter(_Out):
     reason: str
     payload_size: int
     payload_base64: str | None = Field(
-        None, description="The payload, only with include_payload=true."
+        default=None, description="The payload, only with include_payload=true."
     )
 
 

@@ -42,10 +42,10 @@ router = APIRouter(prefix="/api/v1", responses=error_responses(401, 503))
 )
 async def health(ctx: Ctx) -> JSONResponse:
     database: Literal["ok", "unreachable"] = "ok"
+    wait = min(HEALTH_DB_TIMEOUT, ctx.acquire_timeout)
     try:
-        async with asyncio.timeout(HEALTH_DB_TIMEOUT):
-            async with ctx.pool.connection(timeout=HEALTH_DB_TIMEOUT) as conn:
-                await conn.execute("SELECT 1")
+        async with asyncio.timeout(HEALTH_DB_TIMEOUT), ctx.pool.connection(timeout=wait) as conn:
+            await conn.execute("SELECT 1")
     except (psycopg.Error, TimeoutError) as exc:
         log.warning("health: database unreachable (%s)", type(exc).__name__)
         database = "unreachable"

@@ -43,6 +43,7 @@ from gateway.api.context import Ctx
 from gateway.api.errors import error_responses
 from gateway.notify.alerts import AlertEvent
 from gateway.notify.stream import AlertBroadcaster, StreamClosed, Subscription
+from gateway.notify.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,6 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tasks: list[asyncio.Task[None]] = []
-        results: list[BaseException | None] = []
         try:
             await send(
                 {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
@@ -105,13 +105,12 @@ class EventStreamResponse(Response):
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.broadcaster.unsubscribe(self.sub)
-            for t in tasks:
-                t.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        for r in results:
+            await cancel_and_wait(*tasks)
+        for t in tasks:
+            exc = None if t.cancelled() else t.exception()
             # a failed send means the client is gone; anything else is a bug worth raising
-            if isinstance(r, Exception) and not isinstance(r, OSError):
-                raise r
+            if exc is not None and not isinstance(exc, OSError):
+                raise exc
 
     async def _pump(self, send: Send) -> None:
         # "ready" promises a live stream: wait for the broadcaster's LISTEN (keeping the

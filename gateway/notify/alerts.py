@@ -46,21 +46,29 @@ class AlertView(BaseModel):
     alert_id: int
     patient_id: str
     rule_id: int | None = None
-    reading_key: str | None = Field(None, description="Idempotency key of the first reading.")
-    reading_time: datetime | None = Field(None, description="Effective time of the first reading.")
-    mdc: int | None = Field(None, description="MDC metric code of the measured quantity.")
-    value: str | None = Field(None, description="First breaching value, decimal as text.")
-    unit: str | None = Field(None, description="UCUM unit of value/last_value.")
-    severity: str | None = Field(None, description="info | warning | critical")
+    reading_key: str | None = Field(
+        default=None, description="Idempotency key of the first reading."
+    )
+    reading_time: datetime | None = Field(
+        default=None, description="Effective time of the first reading."
+    )
+    mdc: int | None = Field(default=None, description="MDC metric code of the measured quantity.")
+    value: str | None = Field(default=None, description="First breaching value, decimal as text.")
+    unit: str | None = Field(default=None, description="UCUM unit of value/last_value.")
+    severity: str | None = Field(default=None, description="info | warning | critical")
     message: str | None = None
     raised_at: datetime
     occurrences: int = Field(description="Breaches counted while the alert was open.")
-    last_value: str | None = Field(None, description="Latest breaching value, decimal as text.")
+    last_value: str | None = Field(
+        default=None, description="Latest breaching value, decimal as text."
+    )
     last_seen_at: datetime | None = None
     status: AlertStatus
     acknowledged_at: datetime | None = None
-    acknowledged_by: str | None = Field(None, description="Clinician who acknowledged.")
-    acknowledged_org: str | None = Field(None, description="Organisation of that clinician.")
+    acknowledged_by: str | None = Field(default=None, description="Clinician who acknowledged.")
+    acknowledged_org: str | None = Field(
+        default=None, description="Organisation of that clinician."
+    )
 
     @computed_field(description="Name of the MDC metric, if the gateway knows it.")  # type: ignore[prop-decorator]
     @property

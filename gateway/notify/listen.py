@@ -39,12 +39,11 @@ async def listen_forever(
     delay = retry_min
     while True:
         try:
-            conn = await asyncio.wait_for(
-                psycopg.AsyncConnection.connect(
+            # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow a cancellation
+            async with asyncio.timeout(connect_timeout + 1):
+                conn = await psycopg.AsyncConnection.connect(
                     dsn, autocommit=True, connect_timeout=max(1, round(connect_timeout))
-                ),
-                connect_timeout + 1,
-            )
+                )
         except (psycopg.OperationalError, TimeoutError) as exc:
             log.warning("LISTEN %s: cannot connect (%s); retrying in %.1fs",
                         channel, type(exc).__name__, delay)
@@ -53,10 +52,8 @@ async def listen_forever(
             continue
         try:
             async with conn:
-                await asyncio.wait_for(
-                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel))),
-                    connect_timeout,
-                )
+                async with asyncio.timeout(connect_timeout):
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 log.debug("listening on %s", channel)
                 if on_connected is not None:
                     await on_connected()
@@ -64,7 +61,8 @@ async def listen_forever(
                 while True:
                     async for notify in conn.notifies(timeout=check_interval):
                         on_notify(notify.payload)
-                    await asyncio.wait_for(conn.execute("SELECT 1"), connect_timeout)
+                    async with asyncio.timeout(connect_timeout):
+                        await conn.execute("SELECT 1")
         except (psycopg.Error, TimeoutError) as exc:
             # psycopg.Error also covers a failing catch-up query: retry it with the connection
             log.warning("LISTEN %s: connection lost (%s); reconnecting in %.1fs",

@@ -33,6 +33,7 @@ from gateway.notify.alerts import (
 )
 from gateway.notify.listen import listen_forever
 from gateway.notify.pool import Pool
+from gateway.notify.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -210,15 +211,21 @@ class AlertBroadcaster:
             await self._catch_up(pool, query_timeout)
             self.listening.set()
 
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(
-                listen_forever(
-                    dsn, ALERTS_CHANNEL, on_notify,
-                    on_connected=on_connected, check_interval=check_interval,
-                )
-            )
-            tg.create_task(self._fetch_loop(pool, query_timeout))
-        raise AssertionError("unreachable: both tasks run until cancelled")  # pragma: no cover
+        tasks = [
+            asyncio.create_task(
+                listen_forever(dsn, ALERTS_CHANNEL, on_notify, on_connected=on_connected,
+                               check_interval=check_interval),
+                name="alert-stream-listen",
+            ),
+            asyncio.create_task(self._fetch_loop(pool, query_timeout), name="alert-stream-fetch"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                t.result()  # raises: both run until cancelled
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            await cancel_and_wait(*tasks)
 
     async def _fetch_loop(self, pool: Pool, query_timeout: float) -> NoReturn:
         while True:

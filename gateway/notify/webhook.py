@@ -43,6 +43,7 @@ from pydantic import BaseModel
 from gateway.notify.alerts import ALERTS_CHANNEL, AlertView, fetch_alert_events
 from gateway.notify.listen import listen_forever
 from gateway.notify.pool import Pool, make_pool
+from gateway.notify.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +196,7 @@ class WebhookWorker:
                 await _wait_any((wake, stop), wait)
                 wake.clear()
         finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            await cancel_and_wait(listener)
             if own_client:
                 await client.aclose()
             if own_pool:

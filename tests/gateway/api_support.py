@@ -11,6 +11,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,6 +19,10 @@ from typing import Any
 import httpx
 import psycopg
 from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.db import migrate
 from gateway.fleet import Fleet, apply_fleet
@@ -136,7 +141,7 @@ def insert_reading(conn: psycopg.Connection[Any], **overrides: Any) -> None:
         "time": datetime.fromisoformat("2025-03-01T10:00:00+00:00"), "key": "k1",
         "patient_id": "p-001", "hub_id": "hub-rh-1", "device_id": "00:1C:05:AA:BB:CC",
         "source": "nonin-df2", "kind": "continuous", "mdc": 150456, "loinc": ["59408-5"],
-        "unit": "%", "mdc_unit": 544, "value": Decimal("97"), "special": None,
+        "unit": "%", "mdc_unit": 262688, "value": Decimal("97"), "special": None,
         "orig_value": None, "orig_unit": None, "panel": None, "grp": "g1", "flags": [],
         "time_source": "hub", "device_time": None,
         "received_at": datetime.fromisoformat("2025-03-01T10:00:01+00:00"),
@@ -190,3 +195,44 @@ async def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.02)
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(interval)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint: answers with the queued statuses (then 200), records every request."""
+
+    statuses: list[int] = field(default_factory=list)
+    delay: float = 0.0
+    requests: list[Received] = field(default_factory=list)
+    base: str = ""
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        self.requests.append(Received(request.url.path, dict(request.headers), body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return Response(status_code=self.statuses.pop(0) if self.statuses else 200)
+
+
+@asynccontextmanager
+async def receiver(**kwargs: Any) -> AsyncIterator[Receiver]:
+    rec = Receiver(**kwargs)
+    app = Starlette(routes=[Route("/{path:path}", rec.handle, methods=["POST"])])
+    sock = free_socket()
+    rec.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = api_server(app, graceful_timeout=1)
+    task = asyncio.create_task(server.serve_or_raise(sockets=[sock]))
+    try:
+        await wait_for(lambda: server.started)
+        yield rec
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()

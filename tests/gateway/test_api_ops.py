@@ -61,7 +61,8 @@ async def test_health_ok_with_ingester_counters(app: FastAPI, client: httpx.Asyn
 
 
 async def test_health_503_when_database_unreachable(unused_tcp_port: int) -> None:
-    app = create_app(f"postgresql://postgres@127.0.0.1:{unused_tcp_port}/none")
+    app = create_app(f"postgresql://postgres@127.0.0.1:{unused_tcp_port}/none",
+                     acquire_timeout=0.3)
     async with api_client(app) as client:
         r = await client.get("/health")
         assert r.status_code == 503

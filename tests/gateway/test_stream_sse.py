@@ -34,7 +34,7 @@ class SseClient:
 
     async def next(self, timeout: float = 5.0) -> tuple[str, Any]:
         """The next (event, data) — data JSON-decoded — or ("comment", text)."""
-        event, data = "message", []
+        event, data = "message", list[str]()
         async with asyncio.timeout(timeout):
             async for line in self._lines:
                 if line.startswith(":"):

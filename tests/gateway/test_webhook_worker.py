@@ -9,17 +9,12 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from gateway.notify.pool import make_pool
 from gateway.notify.webhook import (
@@ -29,53 +24,11 @@ from gateway.notify.webhook import (
     backoff_delay,
     verify,
 )
-from gateway.service import api_server
-from tests.gateway.api_support import add_webhook, free_socket, raise_alert, seed, wait_for
+from tests.gateway.api_support import add_webhook, raise_alert, receiver, seed, wait_for
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint: answers with the queued statuses (then 200), records every request."""
-
-    statuses: list[int] = field(default_factory=list)
-    delay: float = 0.0
-    requests: list[Received] = field(default_factory=list)
-    base: str = ""
-
-    async def handle(self, request: Request) -> Response:
-        body = await request.body()
-        self.requests.append(Received(request.url.path, dict(request.headers), body))
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        return Response(status_code=self.statuses.pop(0) if self.statuses else 200)
-
-
-@asynccontextmanager
-async def receiver(**kwargs: Any) -> AsyncIterator[Receiver]:
-    rec = Receiver(**kwargs)
-    app = Starlette(routes=[Route("/{path:path}", rec.handle, methods=["POST"])])
-    sock = free_socket()
-    rec.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = api_server(app, graceful_timeout=1)
-    task = asyncio.create_task(server.serve_or_raise(sockets=[sock]))
-    try:
-        await wait_for(lambda: server.started)
-        yield rec
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
 
 
 @pytest.fixture
