@@ -154,6 +154,17 @@ def _fleet_dict(
     }
 
 
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 async def _count(dsn: str, since: datetime) -> tuple[int, int]:
     import psycopg
 
@@ -218,7 +229,9 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO = sys.std
         started = datetime.now(UTC)
 
         # -- gateway ----------------------------------------------------------------------------
-        api_port = opts.api_port or free_port()
+        api_port = opts.api_port if opts.api_port and _port_free(opts.api_port) else free_port()
+        if opts.api_port and api_port != opts.api_port:
+            console.line(f"demo: port {opts.api_port} is in use; the API uses {api_port} instead")
         settings = GatewaySettings(
             database_url=dsn,
             mqtt_url=mqtt_url,

@@ -1,4 +1,4 @@
-"""`make demo` on embedded defaults: embedded PostgreSQL, in-process MQTT broker, no configuration."""
+"""`make demo` on embedded defaults: embedded PostgreSQL, in-process broker, no configuration."""
 
 from __future__ import annotations
 
