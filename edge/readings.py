@@ -23,8 +23,9 @@ Clock provenance (``time_source``, see :data:`telehub.contract.TimeSource`):
 =================== ============================================================================
 device              device timestamp known and the hub set the device clock on this connection
 device-unverified   device timestamp known, the hub could not set the clock
-device-unset        the device says its clock is not set, or the date is unknown: ``time`` is the
-                    hub's receive time, ``device_time`` keeps the raw fields
+device-unset        the device says its clock is not set, the date is unknown, or the timestamp is
+                    implausible (before 2015: a reset clock; over 26 h ahead of the hub): ``time``
+                    is the hub's receive time, ``device_time`` keeps the raw fields
 hub                 the record has no timestamp: ``time`` is the hub's receive time
 =================== ============================================================================
 """
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from drivers.observation import DeviceTime, Kind, Measurement, Quantity
@@ -43,6 +44,13 @@ from telehub.contract import HubClock, TimeSource
 
 #: Kinds that become readings; the others are counted (battery level goes into the hub status).
 FORWARDED_KINDS = frozenset({Kind.SPOT, Kind.CONTINUOUS})
+
+#: A device timestamp before this cannot be a real measurement time: it is a clock that was reset
+#: (A&D and PLX devices restart at 2000-01-01 or their factory date after a battery change).
+PLAUSIBLE_SINCE = datetime(2015, 1, 1, tzinfo=UTC)
+#: A device timestamp further ahead of the hub's receive time than this is a wrong clock too.
+PLAUSIBLE_AHEAD = timedelta(hours=26)
+FLAG_CLOCK_IMPLAUSIBLE = "device-clock-implausible"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +107,10 @@ def effective_time(
         flags = ("device-clock-not-set",) if m.clock_set is False else ("device-date-unknown",)
         return ctx.received_at, "device-unset", raw, flags
     utc, tflags = local_to_utc(naive, ctx.tz)
+    if utc < PLAUSIBLE_SINCE or utc > ctx.received_at + PLAUSIBLE_AHEAD:
+        # A reset or wrong device clock (the record was stamped before this hub set it): the
+        # device's time is kept as sent, the reading is placed at the hub's receive time.
+        return ctx.received_at, "device-unset", naive.isoformat(), (FLAG_CLOCK_IMPLAUSIBLE,)
     source: TimeSource = "device" if ctx.clock_set_by_hub else "device-unverified"
     return utc, source, naive.isoformat(), tflags
 

@@ -47,7 +47,8 @@ def hub_of_topic(topic: str) -> str | None:
 #: Where a reading's ``time`` came from.
 #:  device           the device's own timestamp, device clock set by this hub on connect
 #:  device-unverified the device's own timestamp; the hub could not set or check its clock
-#:  device-unset     the device says its clock is not set (PLX flag) or sent an unknown date;
+#:  device-unset     the device says its clock is not set (PLX flag), sent an unknown date or an
+#:                   implausible one (a reset clock);
 #:                   ``time`` is then the hub receive time; ``device_time`` keeps the raw fields
 #:  hub              the device sends no timestamp (continuous streams): the hub's receive time
 TimeSource = Literal["device", "device-unverified", "device-unset", "hub"]

@@ -168,6 +168,17 @@ def test_clock_provenance() -> None:
     unknown = DeviceTime(0, 0, 0, 14, 3, 9)
     assert _prov(bp(unknown), ctx()) == (
         RX, "device-unset", "0000-00-00T14:03:09", ["irregular-pulse", "device-date-unknown"])
+    # a device clock reset to 2000-01-01 (stamped before the hub set it): receive time, flagged
+    reset = DeviceTime(2000, 1, 1, 0, 4, 10)
+    assert _prov(bp(reset), ctx()) == (
+        RX, "device-unset", "2000-01-01T00:04:10", ["irregular-pulse", "device-clock-implausible"])
+    # ... and one more than a day ahead of the hub
+    ahead = DeviceTime(2024, 5, 19, 12, 0, 0)
+    assert _prov(bp(ahead), ctx()) == (
+        RX, "device-unset", "2024-05-19T12:00:00", ["irregular-pulse", "device-clock-implausible"])
+    # a reading stored on the device for months is still the device's time
+    old = DeviceTime(2024, 1, 2, 8, 0, 0)
+    assert _prov(bp(old), ctx())[:2] == (datetime(2024, 1, 2, 7, 0, tzinfo=UTC), "device")
     # no timestamp at all
     assert _prov(bp(None), ctx()) == (RX, "hub", None, ["irregular-pulse"])
     # the key of an unknown-date record uses the raw fields (stable across replays)
@@ -182,7 +193,8 @@ def test_dst_gap_and_overlap_in_copenhagen() -> None:
                                  "2024-03-31T02:30:00", ["irregular-pulse", FLAG_NONEXISTENT])
     # 2024-10-27 02:30 happened twice: fold=0 (the first, +02:00), flagged
     overlap = bp(DeviceTime(2024, 10, 27, 2, 30, 0))
-    assert _prov(overlap, ctx()) == (datetime(2024, 10, 27, 0, 30, tzinfo=UTC), "device",
+    autumn = ctx(received_at=datetime(2024, 10, 27, 9, 0, tzinfo=UTC))
+    assert _prov(overlap, autumn) == (datetime(2024, 10, 27, 0, 30, tzinfo=UTC), "device",
                                      "2024-10-27T02:30:00", ["irregular-pulse", FLAG_AMBIGUOUS])
     # either side of the transitions: unflagged
     assert local_to_utc(datetime(2024, 10, 27, 3, 30), CPH) == (

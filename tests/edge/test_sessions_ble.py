@@ -93,7 +93,11 @@ async def test_spot_upload_sets_clock_and_stores_before_confirming(tmp_path: Pat
     values = [r.value for r in stored(env.outbox)[:4]]
     v0 = Physiology(Profile.NORMAL, 1).blood_pressure(0)
     assert values == [str(v0.systolic), str(v0.diastolic), str(v0.mean), str(v0.pulse_rate)]
-    assert {r.time_source for r in stored(env.outbox)} == {"device"}
+    # Both readings were stamped by the cuff's wrong clock (~2012) before the hub set it: their
+    # time is the hub's receive time, the device's own time is kept and flagged, never trusted.
+    assert {(r.time_source, r.device_time[:4] if r.device_time else None,
+             "device-clock-implausible" in r.flags) for r in stored(env.outbox)} == {
+        ("device-unset", r0.record.time_stamp.naive().isoformat()[:4], True)}  # type: ignore[union-attr]
     # the hub wrote its local wall-clock time (Date Time 0x2A08, A&D style)
     assert clock.sets == 1
     assert abs((clock.now() - datetime.now(CPH).replace(tzinfo=None)).total_seconds()) < 5
