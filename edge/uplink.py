@@ -240,9 +240,11 @@ class Uplink:
             if len(self._inflight) >= self._window:
                 await self._wait_wake(_IDLE_POLL)
                 continue
-            rows = self._next_batch()
+            batch = self._next_batch()
+            rows = self._drop_oversized(batch)
             if not rows:
-                await self._wait_wake(_IDLE_POLL)
+                if not batch:
+                    await self._wait_wake(_IDLE_POLL)
                 continue
             msg_id = uuid.uuid4().hex
             self.outbox.mark_in_flight((r.seq for r in rows), msg_id)
@@ -268,6 +270,22 @@ class Uplink:
                 self._backlog_turn = upto is None  # next time, the other stream first
                 return rows
         return []
+
+    def _drop_oversized(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """A reading that alone cannot fit a message under the gateway's payload limit would be
+        dead-lettered centrally without a receipt (the gateway does not parse an oversized
+        payload) and re-sent forever: keep it in the local dead letters instead."""
+        big = [r for r in rows if len(r.payload) > self._max_bytes]
+        if not big:
+            return rows
+        self.outbox.apply_receipt((), [
+            (r.key, f"reading: {len(r.payload)} bytes cannot be sent in a message under the "
+                    f"gateway's limit of {contract.MAX_PAYLOAD_BYTES} bytes")
+            for r in big
+        ])
+        self.state.count("uplink.oversized", len(big))
+        log.warning("%d reading(s) too large to send: moved to the local dead letters", len(big))
+        return [r for r in rows if len(r.payload) <= self._max_bytes]
 
     def _expire_in_flight(self) -> None:
         now = time.monotonic()

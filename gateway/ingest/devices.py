@@ -52,6 +52,11 @@ class DeviceCache:
             return True
         return await self._maybe_reload(conn) and hub in self._hubs
 
+    def bound(self, hub: str, device: str) -> str | None:
+        """The patient ``device`` is bound to on ``hub`` per the cache (no reload: the fast path;
+        a reading whose patient differs goes through :meth:`check`)."""
+        return self._bindings.get((hub, device))
+
     async def check(
         self, conn: psycopg.AsyncConnection[Any], reading: NormalizedReading
     ) -> Reject | None:

@@ -8,12 +8,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+import msgspec
+
 from gateway.db.schema import READINGS_INSERT_COLUMNS
 
 
-@dataclass(frozen=True, slots=True)
-class NormalizedReading:
-    """A validated reading in its canonical unit; field order is ``READINGS_INSERT_COLUMNS``."""
+class NormalizedReading(msgspec.Struct, frozen=True, gc=False):
+    """A validated reading in its canonical unit; field order is ``READINGS_INSERT_COLUMNS``.
+
+    A frozen msgspec Struct rather than a frozen dataclass: one is made per reading on the
+    ingester's hot path, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field)
+    cost 2.1 µs against 0.1 µs (docs/performance.md). Immutable, slotted and compared by value all
+    the same; ``msgspec.structs.replace`` makes modified copies.
+    """
 
     time: datetime
     key: str
@@ -52,7 +59,7 @@ class NormalizedReading:
         )  # fmt: skip
 
 
-assert len(NormalizedReading.__slots__) == len(READINGS_INSERT_COLUMNS)
+assert NormalizedReading.__struct_fields__ == READINGS_INSERT_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,13 @@ at QoS 1 on ``contract.READINGS_FILTER`` (as ``$share/<group>/...`` when a share
 group is configured under MQTT 5), statuses on ``contract.STATUS_FILTER`` (never shared: a shared
 subscription gets no retained messages, and status updates are idempotent).
 
-Adaptive batching: wait for one message, then drain what is already queued (``get_nowait``) until
-the batch holds ``batch_max_readings`` readings. Under light load a batch is one message (lowest
-latency); under load batches grow by themselves. There is no timer.
+Adaptive batching, pipelined: wait for one message, then drain what is already queued
+(``get_nowait``) and validate it. If no batch is being written, that is the next batch (under
+light load one message: the lowest latency). While one is being written, the next one keeps
+growing with whatever arrives, up to ``batch_max_readings`` readings, and is handed over when the
+write ends: under load batches grow by themselves, and validating the next batch overlaps with the
+database working on the current one (a second connection serves validation's lookups). There is
+no timer. Batches are written, receipted and acknowledged strictly one after the other, in order.
 
 Per batch:
 
@@ -50,7 +54,13 @@ from gateway.ingest.model import (
 )
 from gateway.ingest.outcome import Outcome, Settled, batch_write, settle
 from gateway.ingest.presence import parse_status
-from gateway.ingest.store import StatusItem, WriteResult, prepare_session, write_batch
+from gateway.ingest.store import (
+    StatusItem,
+    WriteMode,
+    WriteResult,
+    prepare_session,
+    write_batch,
+)
 from gateway.ingest.validate import (
     ParsedMessage,
     RejectedMessage,
@@ -65,6 +75,9 @@ from telehub.mqtt import Message, MqttClient, MqttError, MqttSettings
 log = logging.getLogger(__name__)
 
 OnStored = Callable[[StoredBatch], None]
+
+#: Readings validated in one go while a batch is being written (then the writer gets a turn).
+VALIDATE_CHUNK = 500
 
 #: Errors after which the session is torn down and re-established (nothing acknowledged).
 RECONNECT_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, MqttError, TimeoutError)
@@ -91,6 +104,7 @@ class Ingester:
         self.migrate_schema = migrate_schema
         self.counters = Counters()
         self.cache = DeviceCache(settings.device_cache_refresh)
+        self.write_mode = WriteMode()
         self.connected = False
         self.last_batch_at: datetime | None = None
         self._migrated = False
@@ -141,13 +155,17 @@ class Ingester:
         if self.migrate_schema and not self._migrated:
             await asyncio.to_thread(migrate, s.database_url)
             self._migrated = True
+        timeout = max(1, int(s.db_timeout))
         conn = await psycopg.AsyncConnection.connect(
-            s.database_url, autocommit=True, connect_timeout=max(1, int(s.db_timeout))
+            s.database_url, autocommit=True, connect_timeout=timeout
         )
-        async with conn:
+        lookup = await psycopg.AsyncConnection.connect(
+            s.database_url, autocommit=True, connect_timeout=timeout
+        )
+        async with conn, lookup:
             async with asyncio.timeout(s.db_timeout):
                 await prepare_session(conn)
-                await self.cache.load(conn)
+                await self.cache.load(lookup)
             mqtt = MqttClient(
                 MqttSettings.from_url(s.mqtt_url, protocol=s.mqtt_protocol, ca_file=s.mqtt_ca_file),
                 s.ingester_client_id,
@@ -166,38 +184,83 @@ class Ingester:
                 self.connected = True
                 self._session_was_up = True
                 log.info("ingester connected (session present: %s)", mqtt.session_present)
-                await self._consume(conn, mqtt, stop)
+                await self._consume(conn, lookup, mqtt, stop)
         self.connected = False
 
     async def _consume(
-        self, conn: psycopg.AsyncConnection[Any], mqtt: MqttClient, stop: asyncio.Event
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        lookup: psycopg.AsyncConnection[Any],
+        mqtt: MqttClient,
+        stop: asyncio.Event,
     ) -> None:
+        """Batches, pipelined (see the module docstring): ``conn`` writes, ``lookup`` serves
+        validation while a write is in progress."""
         it = mqtt.messages().__aiter__()
         stopping = asyncio.ensure_future(stop.wait())
+        nxt: asyncio.Future[Message] | None = None
+        writer: asyncio.Task[StoredBatch] | None = None
+        pending: list[Message] = []
+        outcomes: list[Outcome] = []
+        budget = self.settings.batch_max_readings
         try:
-            while not stop.is_set():
-                nxt = asyncio.ensure_future(anext(it))
-                done, _ = await asyncio.wait({nxt, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if nxt not in done:
-                    nxt.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, MqttError):
-                        await nxt
+            while True:
+                if writer is not None and writer.done():
+                    writer.result()  # its error ends the session: nothing further is acked
+                    writer = None
+                if pending and writer is None:
+                    writer = asyncio.create_task(self._finish(conn, mqtt, pending, outcomes))
+                    pending, outcomes = [], []
+                    budget = self.settings.batch_max_readings
+                    await asyncio.sleep(0)  # the writer first: its COPY keeps the database busy
+                chunk: list[Message] = []
+                if nxt is not None and nxt.done():
+                    chunk.append(nxt.result())
+                    nxt = None
+                room = min(budget, VALIDATE_CHUNK)
+                budget -= room - self._drain(mqtt, chunk, room)
+                if chunk:
+                    async with asyncio.timeout(self.settings.db_timeout):
+                        outcomes += await self._validate(lookup, chunk)
+                    pending += chunk
+                    if writer is not None:
+                        # in slices, so that the writer's next statement is not held up
+                        await asyncio.sleep(0)
+                    continue
+                if stop.is_set():
                     return
-                await self.process(conn, mqtt, self._drain(mqtt, nxt.result()))
+                waits: set[asyncio.Future[Any]] = {stopping}
+                if writer is not None:
+                    waits.add(writer)
+                if budget > 0:
+                    if nxt is None:
+                        nxt = asyncio.ensure_future(anext(it))
+                    waits.add(nxt)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
+            if nxt is not None and not nxt.done():
+                nxt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, MqttError):
+                    await nxt
+            if writer is not None:
+                # let the batch being written finish (commit, receipts, acks) unless it fails
+                with contextlib.suppress(*RECONNECT_ERRORS):
+                    await writer
 
-    def _drain(self, mqtt: MqttClient, first: Message) -> list[Message]:
-        batch = [first]
+    def _drain(self, mqtt: MqttClient, batch: list[Message], budget: int) -> int:
+        """Move already-received messages into ``batch`` while ``budget`` (readings) lasts;
+        returns what is left of it."""
         # a cheap bound: readings messages are roughly counted by their "key" fields
-        budget = self.settings.batch_max_readings - max(1, first.payload.count(b'"key"'))
-        while budget > 0:
-            m = mqtt.get_nowait()
-            if m is None:
-                break
-            batch.append(m)
+        for m in batch:
             budget -= max(1, m.payload.count(b'"key"'))
-        return batch
+        while budget > 0:
+            more = mqtt.get_nowait()
+            if more is None:
+                break
+            batch.append(more)
+            budget -= max(1, more.payload.count(b'"key"'))
+        return budget
 
     async def _maintenance(self, stop: asyncio.Event) -> None:
         """Create readings partitions ahead of time, every ``partition_maintenance_interval``."""
@@ -261,10 +324,14 @@ class Ingester:
                 )
                 o.message_keys = tuple(k for raw in parsed.readings if (k := key_of(raw)))
                 continue
+            bound = self.cache.bound
             for raw in parsed.readings:
                 r = check_reading(raw, hub, now=now, max_future_skew=skew)
                 if isinstance(r, Reject):
                     o.rejected.append(r)
+                    continue
+                if bound(hub, r.device_id) == r.patient_id:  # the cached binding: no await
+                    o.accepted.append(r)
                     continue
                 bad = await self.cache.check(conn, r)
                 if bad is not None:
@@ -277,7 +344,7 @@ class Ingester:
         self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]
     ) -> WriteResult:
         async with asyncio.timeout(self.settings.db_timeout):
-            return await write_batch(conn, batch_write(outcomes))
+            return await write_batch(conn, batch_write(outcomes), self.write_mode)
 
     async def _write_isolating_poison(
         self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]
@@ -314,15 +381,24 @@ class Ingester:
         """Validate, store (one transaction), then publish receipts and ack every message."""
         async with asyncio.timeout(self.settings.db_timeout):
             outcomes = await self._validate(conn, messages)
+        return await self._finish(conn, mqtt, messages, outcomes)
+
+    async def _finish(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        mqtt: MqttClient,
+        messages: list[Message],
+        outcomes: list[Outcome],
+    ) -> StoredBatch:
+        """Store validated messages (one transaction), then receipts, then acks."""
         results = await self._write_isolating_poison(conn, outcomes)
 
         # committed: counters, then receipts, then PUBACKs
         settled = settle(results)
         self._count(messages, outcomes, settled)
         if settled.receipts:
-            futures = [mqtt.publish_nowait(t, p, qos=1) for t, p in settled.receipts]
             try:
-                await asyncio.wait_for(asyncio.gather(*futures), 10.0)
+                await asyncio.wait_for(mqtt.publish_many(settled.receipts), 10.0)
             except TimeoutError as exc:
                 raise MqttError("no PUBACK for receipts within 10s") from exc
         for m in messages:

@@ -1,14 +1,27 @@
 """Storage of one batch in one transaction.
 
-1. ``COPY ... (FORMAT BINARY)`` the accepted readings into the session's TEMP staging table
-   (``ON COMMIT DELETE ROWS``), typed explicitly so numerics keep their scale (2.00 stays 2.00).
-2. ``INSERT INTO readings SELECT ... FROM staging ON CONFLICT (key, time) DO NOTHING
-   RETURNING key, time``: what comes back was stored now, everything else was a duplicate
-   (already stored earlier, or twice in this batch) and is counted, not stored.
-3. Dead letters (``dead_letters`` rows), hub statuses (:mod:`gateway.ingest.presence`; a status
+1. The accepted readings, deduplicated, in one of two ways:
+
+   *optimistic* (the usual case: nothing of the batch is stored yet): ``COPY readings ...
+   (FORMAT BINARY)`` straight into the table, typed explicitly so numerics keep their scale (2.00
+   stays 2.00); every row was stored now. Readings that occur twice in the batch are copied once.
+   If a reading was already stored (a redelivery, a device replaying its memory), the unique
+   index ``(key, time)`` refuses the COPY, the transaction is rolled back and the batch is written
+   again the *careful* way; the next ``CAREFUL_AFTER_DUPLICATE`` batches then go the careful way
+   directly (a replay storm does not pay twice per batch);
+
+   *careful*: ``COPY`` into the session's TEMP staging table (``ON COMMIT DELETE ROWS``), then
+   ``INSERT INTO readings SELECT ... FROM staging ON CONFLICT (key, time) DO NOTHING RETURNING
+   key, time``: what comes back was stored now, everything else was a duplicate (already stored
+   earlier, or twice in this batch) and is counted, not stored.
+
+   The optimistic way is the COPY of the database ceiling (docs/performance.md); the careful way
+   costs the server a second write of every row and the client a result row per reading.
+2. Dead letters (``dead_letters`` rows), hub statuses (:mod:`gateway.ingest.presence`; a status
    of an unknown hub becomes a dead letter here), ``hubs.last_seen`` of the hubs that sent
-   valid readings messages and ``devices.last_seen`` of the devices whose readings were accepted.
-4. Alerts for the newly inserted readings only (:mod:`gateway.ingest.alerting`).
+   valid readings messages and ``devices.last_seen`` of the devices whose readings were accepted
+   (one set-based UPDATE each).
+3. Alerts for the newly inserted readings only (:mod:`gateway.ingest.alerting`).
 
 The caller commits (by leaving the transaction) and only then publishes receipts and acks.
 """
@@ -28,6 +41,8 @@ from gateway.ingest.model import DeadLetter, NormalizedReading, Reject
 from gateway.ingest.presence import StatusUpdate, apply_status
 
 STAGING: Final = "staging_readings"
+#: After a batch met an already-stored reading, this many batches skip the optimistic COPY.
+CAREFUL_AFTER_DUPLICATE: Final = 20
 
 #: PostgreSQL types of READINGS_INSERT_COLUMNS, for the binary COPY.
 COPY_TYPES: Final = (
@@ -62,6 +77,19 @@ class WriteResult:
     dead: tuple[DeadLetter, ...]  # all dead letters written (batch's + unknown-hub statuses)
     statuses_applied: int
     alerts: AlertOutcome
+    careful: bool = False  # the readings went the careful way (staging + ON CONFLICT)
+
+
+class WriteMode:
+    """Which way the next batch's readings go (see the module docstring); one per connection."""
+
+    def __init__(self) -> None:
+        self.careful_left = 0
+        self.optimistic_failed = 0  # batches written twice because of a duplicate
+
+    @property
+    def optimistic(self) -> bool:
+        return self.careful_left == 0
 
 
 async def prepare_session(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -72,9 +100,27 @@ async def prepare_session(conn: psycopg.AsyncConnection[Any]) -> None:
     )
 
 
+async def _copy_readings(
+    conn: psycopg.AsyncConnection[Any], readings: Sequence[NormalizedReading]
+) -> frozenset[tuple[str, datetime]]:
+    """The optimistic way: COPY straight into ``readings`` (UniqueViolation on a duplicate)."""
+    seen: set[tuple[str, datetime]] = set()
+    async with conn.cursor() as cur, cur.copy(
+        f"COPY readings ({_COLS}) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(list(COPY_TYPES))
+        for r in readings:
+            k = (r.key, r.time)
+            if k not in seen:  # twice in this batch: copied once
+                seen.add(k)
+                await copy.write_row(r.row())
+    return frozenset(seen)
+
+
 async def _insert_readings(
     conn: psycopg.AsyncConnection[Any], readings: Sequence[NormalizedReading]
 ) -> frozenset[tuple[str, datetime]]:
+    """The careful way: staging table, INSERT ... ON CONFLICT DO NOTHING RETURNING."""
     if not readings:
         return frozenset()
     async with conn.cursor() as cur:
@@ -112,19 +158,41 @@ async def _last_seen(conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> N
         if k not in latest or r.received_at > latest[k]:
             latest[k] = r.received_at
     if latest:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "UPDATE devices SET last_seen = "
-                "GREATEST(last_seen, LEAST(%s::timestamptz, now())) "
-                "WHERE hub_id = %s AND device_id = %s",
-                [(seen, hub, device) for (hub, device), seen in sorted(latest.items())],
-            )
+        # one statement for all devices, rows locked in (hub, device) order
+        keys = sorted(latest)
+        await conn.execute(
+            "UPDATE devices d SET last_seen = GREATEST(d.last_seen, LEAST(v.seen, now())) "
+            "FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS v(hub, device, seen) "
+            "WHERE d.hub_id = v.hub AND d.device_id = v.device",
+            ([h for h, _ in keys], [d for _, d in keys], [latest[k] for k in keys]),
+        )
 
 
-async def write_batch(conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> WriteResult:
-    """Write ``batch`` inside one transaction (committed on return)."""
+async def write_batch(
+    conn: psycopg.AsyncConnection[Any], batch: BatchWrite, mode: WriteMode | None = None
+) -> WriteResult:
+    """Write ``batch`` inside one transaction (committed on return). ``mode`` remembers across
+    batches whether to try the optimistic COPY (default: always try it)."""
+    mode = mode or WriteMode()
+    if batch.readings and mode.optimistic:
+        try:
+            return await _write(conn, batch, careful=False)
+        except psycopg.errors.UniqueViolation:
+            # already stored (the transaction is rolled back): write it again, carefully
+            mode.optimistic_failed += 1
+            mode.careful_left = CAREFUL_AFTER_DUPLICATE
+    elif mode.careful_left:
+        mode.careful_left -= 1
+    return await _write(conn, batch, careful=True)
+
+
+async def _write(conn: psycopg.AsyncConnection[Any], batch: BatchWrite, *,
+                 careful: bool) -> WriteResult:
     async with conn.transaction():
-        inserted = await _insert_readings(conn, batch.readings)
+        if careful:
+            inserted = await _insert_readings(conn, batch.readings)
+        else:
+            inserted = await _copy_readings(conn, batch.readings)
         dead = list(batch.dead)
         applied = 0
         for item in batch.statuses:
@@ -139,6 +207,7 @@ async def write_batch(conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> 
                 )
         await _insert_dead(conn, dead)
         await _last_seen(conn, batch)
-        fresh = [r for r in batch.readings if (r.key, r.time) in inserted]
+        fresh = batch.readings if not careful else [
+            r for r in batch.readings if (r.key, r.time) in inserted]
         alerts = await raise_alerts(conn, fresh)
-    return WriteResult(inserted, tuple(dead), applied, alerts)
+    return WriteResult(inserted, tuple(dead), applied, alerts, careful)

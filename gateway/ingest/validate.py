@@ -33,7 +33,7 @@ database and is checked by :mod:`gateway.ingest.devices`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
@@ -203,7 +203,41 @@ def _decimal(text: str) -> Decimal | None:
 
 
 def _aware(dt: datetime) -> bool:
-    return dt.tzinfo is not None and dt.utcoffset() is not None
+    tz = dt.tzinfo
+    return tz is not None and (tz is UTC or dt.utcoffset() is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class _UnitInfo:
+    """What :func:`check_reading` needs to know about a (metric, unit) pair the catalog accepts."""
+
+    code: int  # MDC unit code of the unit as sent
+    canonical: str  # the unit it is stored in
+    canonical_code: int | None
+    range: catalog.UnitRange
+
+
+#: (mdc, unit) -> _UnitInfo for accepted pairs only (so it is bounded by the catalog's size).
+_UNITS: dict[tuple[int, str], _UnitInfo] = {}
+
+
+def _unit_info(metric: catalog.Metric, unit: str) -> _UnitInfo | None:
+    info = _UNITS.get((metric.mdc, unit))
+    if info is None:
+        code = catalog.mdc_unit_code(unit)
+        if code is None or not catalog.accepts_unit(metric, unit):
+            return None
+        canonical = catalog.canonical_unit_of(unit)
+        rng = metric.range_for(canonical)
+        assert rng is not None  # accepts_unit() above
+        info = _UNITS[(metric.mdc, unit)] = _UnitInfo(
+            code, canonical, catalog.mdc_unit_code(canonical), rng
+        )
+    return info
+
+
+def _bad(data: bytes, code: str, reason: str, key: str | None) -> Reject:
+    return Reject(code, reason, key, data)
 
 
 def check_reading(
@@ -211,45 +245,45 @@ def check_reading(
 ) -> NormalizedReading | Reject:
     """Decode and validate one reading of a valid message (binding not checked here)."""
     data = bytes(raw)
-
-    def bad(code: str, reason: str, key: str | None) -> Reject:
-        return Reject(code, reason, key, data)
-
     if _NUL_ESCAPE in data:
-        return bad("nul", "reading: contains a NUL character (\\u0000)", None)
+        return _bad(data, "nul", "reading: contains a NUL character (\\u0000)", None)
     try:
         r = contract.decode_reading(raw)
     except msgspec.ValidationError as exc:
-        return bad("reading-schema", f"reading: {_msgspec_reason(exc)}", key_of(data))
+        return _bad(data, "reading-schema", f"reading: {_msgspec_reason(exc)}", key_of(data))
     except UnicodeDecodeError:
-        return bad("utf8", f"reading: not valid UTF-8 (byte {utf8_error_at(data)})", key_of(data))
+        return _bad(data, "utf8", f"reading: not valid UTF-8 (byte {utf8_error_at(data)})",
+                    key_of(data))
     except msgspec.DecodeError as exc:
-        return bad("reading-schema", f"reading: malformed: {exc}", None)
-    if not 0 < len(r.key) <= MAX_KEY_LENGTH:
-        return bad("key", f"key: length {len(r.key)} is not within 1-{MAX_KEY_LENGTH}", None)
+        return _bad(data, "reading-schema", f"reading: malformed: {exc}", None)
     key = r.key
+    if not 0 < len(key) <= MAX_KEY_LENGTH:
+        return _bad(data, "key", f"key: length {len(key)} is not within 1-{MAX_KEY_LENGTH}",
+                    None)
     if r.kind not in KINDS:
-        return bad("kind", f"kind: unknown kind {r.kind!r} (expected one of {sorted(KINDS)})", key)
+        return _bad(data, "kind",
+                    f"kind: unknown kind {r.kind!r} (expected one of {sorted(KINDS)})", key)
     metric = catalog.metric(r.mdc)
     if metric is None:
-        return bad("mdc-unknown", f"mdc: unknown MDC code {r.mdc}", key)
-    expected_code = catalog.mdc_unit_code(r.unit)
-    if expected_code is None or not catalog.accepts_unit(metric, r.unit):
-        return bad(
-            "unit",
+        return _bad(data, "mdc-unknown", f"mdc: unknown MDC code {r.mdc}", key)
+    info = _unit_info(metric, r.unit)
+    if info is None:
+        return _bad(
+            data, "unit",
             f"unit: {r.unit!r} is not a unit of MDC {r.mdc} ({metric.name}; accepted: "
             f"{', '.join(metric.units)} or a unit that converts to one)",
             key,
         )
-    if r.mdc_unit != expected_code:
-        return bad(
-            "mdc-unit",
-            f"mdc_unit: {r.mdc_unit} does not match unit {r.unit!r} (MDC unit {expected_code})",
+    if r.mdc_unit != info.code:
+        return _bad(
+            data, "mdc-unit",
+            f"mdc_unit: {r.mdc_unit} does not match unit {r.unit!r} (MDC unit {info.code})",
             key,
         )
+    lo, hi = _INT4
     for name, n in (("sequence", r.sequence), ("user_id", r.user_id), ("panel", r.panel)):
-        if n is not None and not _INT4[0] <= n <= _INT4[1]:
-            return bad("int-range", f"{name}: {n} does not fit a 32-bit integer", key)
+        if n is not None and not lo <= n <= hi:
+            return _bad(data, "int-range", f"{name}: {n} does not fit a 32-bit integer", key)
 
     unit, mdc_unit = r.unit, r.mdc_unit
     value: Decimal | None = None
@@ -258,41 +292,42 @@ def check_reading(
     if r.orig_value is not None:
         orig_value = _decimal(r.orig_value)
         if orig_value is None:
-            return bad("value", f"orig_value: {r.orig_value!r} is not a finite decimal", key)
+            return _bad(data, "value", f"orig_value: {r.orig_value!r} is not a finite decimal",
+                        key)
     if r.special is not None:
         if r.special not in SPECIALS:
-            return bad("special", f"special: unknown special value {r.special!r}", key)
+            return _bad(data, "special", f"special: unknown special value {r.special!r}", key)
         if r.value is not None:
-            return bad("special", "value: must be null when special is set", key)
-        unit = catalog.canonical_unit_of(r.unit)
-        mdc_unit = catalog.mdc_unit_code(unit) or mdc_unit
+            return _bad(data, "special", "value: must be null when special is set", key)
+        unit = info.canonical
+        mdc_unit = info.canonical_code or mdc_unit
     else:
         if r.value is None:
-            return bad("special", "value: null without a special value", key)
+            return _bad(data, "special", "value: null without a special value", key)
         value = _decimal(r.value)
         if value is None:
-            return bad("value", f"value: {r.value!r} is not a finite decimal number", key)
-        if catalog.canonical_unit_of(r.unit) != r.unit:
+            return _bad(data, "value", f"value: {r.value!r} is not a finite decimal number",
+                        key)
+        if info.canonical != r.unit:
             if orig_value is None and orig_unit is None:
                 orig_value, orig_unit = value, r.unit
             value, unit = catalog.to_canonical(value, r.unit)
-            mdc_unit = catalog.mdc_unit_code(unit) or mdc_unit
-        rng = metric.range_for(unit)
-        assert rng is not None  # accepts_unit() above
+            mdc_unit = info.canonical_code or mdc_unit
+        rng = info.range
         if not rng.low <= value <= rng.high:
-            return bad(
-                "range",
+            return _bad(
+                data, "range",
                 f"value: {value} {unit} is outside the plausible range {rng.low}-{rng.high} "
                 f"{unit} for MDC {r.mdc} ({metric.name})",
                 key,
             )
     if not _aware(r.time):
-        return bad("time", "time: has no UTC offset", key)
+        return _bad(data, "time", "time: has no UTC offset", key)
     if not _aware(r.received_at):
-        return bad("time", "received_at: has no UTC offset", key)
+        return _bad(data, "time", "received_at: has no UTC offset", key)
     if r.time > now + max_future_skew:
-        return bad(
-            "time",
+        return _bad(
+            data, "time",
             f"time: {r.time.isoformat()} is more than {max_future_skew} ahead of the gateway "
             f"clock ({now.isoformat(timespec='seconds')})",
             key,
@@ -300,7 +335,7 @@ def check_reading(
     try:
         raw_bytes = bytes.fromhex(r.raw)
     except ValueError:
-        return bad("raw", "raw: not a hex string", key)
+        return _bad(data, "raw", "raw: not a hex string", key)
     return NormalizedReading(
         time=r.time,
         key=key,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 import pytest
+from msgspec.structs import replace
 
 from gateway.ingest.model import NormalizedReading, Reject
 from gateway.ingest.validate import ParsedMessage, check_reading, parse_readings_message
