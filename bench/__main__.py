@@ -1,4 +1,4 @@
-"""``python -m bench`` (``make bench ARGS=...``): telehub's ingest benchmark, every figure in one run.
+"""``python -m bench`` (``make bench ARGS=...``): telehub's ingest benchmark, all figures, one run.
 
 Sizes: full (default: 2,000 households, 300,000 readings), ``--quick`` (200 households, 60,000
 readings, shorter windows, a 30 s disconnect instead of 5 min) and ``--tiny`` (a smoke run for CI,

@@ -28,6 +28,7 @@ import psycopg
 from bench import env
 from bench.generate import Workload
 from gateway.db.schema import READINGS_INSERT_COLUMNS
+from gateway.ingest.model import NormalizedReading
 from gateway.ingest.store import COPY_TYPES
 from gateway.ingest.validate import check_reading
 
@@ -40,9 +41,9 @@ def rows(workload: Workload) -> Iterator[tuple[object, ...]]:
     now = datetime.now(UTC)
     for hub, raw in workload.all_readings():
         r = check_reading(msgspec.Raw(raw), hub, now=now, max_future_skew=timedelta(days=1))
-        if not hasattr(r, "row"):
-            raise env.BenchError(f"a generated reading does not validate: {r}")
-        yield r.row()  # type: ignore[union-attr]
+        if not isinstance(r, NormalizedReading):
+            raise env.BenchError(f"a generated reading does not validate: {r.reason}")
+        yield r.row()
 
 
 def _export(conn: psycopg.Connection[Any], workload: Workload, batch: int) -> list[bytes]:

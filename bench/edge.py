@@ -7,10 +7,10 @@ the resident set (``VmRSS``, highest sample, and the kernel's high-water mark ``
 devices live in the agent's process, so the streaming figures include the simulator's own work
 (generating physiology, GATT notifications): they are an upper bound for the agent.
 
-Replay: while streaming, the hub's link is cut for ``disconnect`` seconds (:mod:`bench.proxy`; the
-broker and the ingester stay up, the outbox fills at the live rate), then restored; from the agent's reconnect until the outbox is back to its live
-level, ``replay rate = readings receipted / seconds``. Compared with the live rate it says how
-fast a hub catches up.
+Replay: while streaming, the hub's link is cut for ``disconnect`` seconds (:mod:`bench.proxy`;
+the broker and the ingester stay up, the outbox fills at the live rate), then restored; from the
+agent's reconnect until the outbox is back to its live level, ``replay rate = readings receipted
+/ seconds``. Compared with the live rate it says how fast a hub catches up.
 """
 
 from __future__ import annotations

@@ -46,13 +46,13 @@ def _emit(obj: dict[str, Any]) -> None:
 
 
 async def _watch(parts: list[AgentParts], stop: asyncio.Event) -> None:
-    while not parts:
-        await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # run_agent() fills ``parts`` before its first await
     uplink = parts[0].uplink
     while not stop.is_set():
         await uplink.connected.wait()
         _emit({"event": "connected", "t": time.monotonic()})
-        while uplink.connected.is_set() and not stop.is_set():
+        # the uplink offers an event for "connected" only; its end is polled (cheaply)
+        while uplink.connected.is_set() and not stop.is_set():  # noqa: ASYNC110
             await asyncio.sleep(0.5)
         _emit({"event": "disconnected", "t": time.monotonic()})
 
@@ -75,9 +75,10 @@ async def _main(opts: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.read(1) else None)
     parts: list[AgentParts] = []
+    agent = asyncio.create_task(run_agent(config, radio, stop=stop, parts=parts))
     watcher = asyncio.create_task(_watch(parts, stop))
     try:
-        await run_agent(config, radio, stop=stop, parts=parts)
+        await agent
     finally:
         watcher.cancel()
         await radio.aclose()

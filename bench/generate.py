@@ -140,10 +140,7 @@ def make_workload(
         out: list[bytes] = []
         probe_record = i * records_per_home // probes if i < probes else -1
         for k in range(records_per_home):
-            if k == probe_record:
-                spo2 = PROBE_SPO2
-            else:
-                spo2 = Decimal(rng.randint(93, 99))
+            spo2 = PROBE_SPO2 if k == probe_record else Decimal(rng.randint(93, 99))
             pulse = Decimal(rng.randint(58, 96))
             pai = Decimal(rng.randint(10, 90)) / 10
             # distinct receive instants across households (the key's time token)

@@ -60,7 +60,8 @@ async def _main(opts: dict[str, Any]) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.read(1) else None)
     task = asyncio.create_task(ingester.run(stop))
-    while not ingester.connected and not task.done():
+    # the Ingester exposes ``connected`` as a flag only: polled until the session is up
+    while not ingester.connected and not task.done():  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     _emit({"event": "ready"})
     sent = (0, 0)

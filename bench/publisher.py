@@ -233,7 +233,7 @@ def publish(
         child.close()
         procs.append((p, parent))
     try:
-        for p, conn in procs:
+        for _, conn in procs:
             if not conn.poll(60):
                 raise ConnectionError("a publisher did not get ready")
             msg = conn.recv()
@@ -243,7 +243,7 @@ def publish(
             on_go()
         go.set()
         results: list[PublisherResult] = []
-        for p, conn in procs:
+        for _, conn in procs:
             if not conn.poll(600):
                 raise ConnectionError("a publisher did not finish")
             res = conn.recv()

@@ -31,7 +31,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -108,8 +108,8 @@ class _Protocol(asyncio.Protocol):
         self._flush_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's are not subclasses of asyncio.Transport)
+        self.transport = cast(asyncio.Transport, transport)
 
     def send(self, data: bytes) -> None:
         self._out.append(data)
@@ -164,6 +164,8 @@ class _Protocol(asyncio.Protocol):
                             assert got is not None
                             k = got[0] + got[1]
                     c._inbound(Message(topic, buf[k:end], qos, bool(first & 1), mid))
+                elif first == 0x40 and rl >= 2:  # PUBACK: as many as the ingester's receipts
+                    c._puback((buf[j] << 8) | buf[j + 1], buf[j + 2] if rl > 2 else 0)
                 else:
                     c._control(first, buf[j:end])
                 i = end
@@ -472,20 +474,7 @@ class MqttClient:
     def _control(self, first: int, body: bytes) -> None:
         kind = first >> 4
         if kind == codec.PUBACK:
-            mid, reason = codec.puback_reason(body)
-            fut = self._pending_pub.pop(mid, None)
-            if fut is None:
-                return
-            err = None if reason < 0x80 else MqttError(
-                f"publish refused by broker: {codec.reason_name(reason)}")
-            if isinstance(fut, _Group):
-                fut.settle(err)
-            elif err is not None:
-                _set_exc(fut, err)
-            else:
-                _set_result(fut)
-            self._send_backlog()
-            self._settled_ack()
+            self._puback(*codec.puback_reason(body))
         elif kind == codec.SUBACK:
             mid, codes = codec.suback(body, self._v5)
             sfut = self._pending_sub.pop(mid, None)
@@ -502,6 +491,23 @@ class MqttClient:
                                  f"{codec.reason_name(reason)}"))
         else:
             raise codec.ProtocolError(f"unexpected packet type {kind}")
+
+    def _puback(self, mid: int, reason: int) -> None:
+        fut = self._pending_pub.pop(mid, None)
+        if fut is None:
+            return
+        err = None if reason < 0x80 else MqttError(
+            f"publish refused by broker: {codec.reason_name(reason)}")
+        if isinstance(fut, _Group):
+            fut.settle(err)
+        elif err is not None:
+            _set_exc(fut, err)
+        else:
+            _set_result(fut)
+        if self._backlog:
+            self._send_backlog()
+        if len(self._queue) >= self._limit:
+            self._settled_ack()
 
     def _on_connack(self, ack: codec.Connack) -> None:
         assert self._connected is not None

@@ -2,7 +2,9 @@
 
 For the readings inserted by this batch (duplicates never alert twice): load the enabled rules of
 their patients, evaluate each reading with :func:`gateway.rules.evaluate`, and group the breaches
-by (patient, rule). Per group, one upsert against the partial unique index ``alerts_one_open``:
+by (patient, rule). Per group, in (patient, rule) order (so that ingesters sharing a subscription
+take the row locks in one order and cannot deadlock), one upsert against the partial unique index
+``alerts_one_open``:
 
 * no open alert for that patient and rule → a new alert (value/reading = the group's earliest
   breach, ``occurrences`` = the group's breaches, ``last_value``/``last_seen_at`` = its latest),
@@ -71,26 +73,34 @@ async def load_rules(
 async def raise_alerts(
     conn: psycopg.AsyncConnection[Any], inserted: Sequence[NormalizedReading]
 ) -> AlertOutcome:
-    candidates = [r for r in inserted if rules.is_evaluable(r)]
-    if not candidates:
+    patients = {r.patient_id for r in inserted if r.value is not None}
+    if not patients:
         return AlertOutcome()
-    by_patient: dict[str, list[rules.Rule]] = defaultdict(list)
-    for rule in await load_rules(conn, sorted({r.patient_id for r in candidates})):
-        by_patient[rule.patient_id].append(rule)
-    if not by_patient:
+    # a reading is evaluated against its patient's rules for its metric only (evaluate() would
+    # skip the others anyway), and only if it is a clinical observation
+    by_metric: dict[tuple[str, int], list[rules.Rule]] = defaultdict(list)
+    for rule in await load_rules(conn, sorted(patients)):
+        by_metric[(rule.patient_id, rule.mdc)].append(rule)
+    if not by_metric:
         return AlertOutcome()
-    groups: dict[tuple[str, int], list[tuple[NormalizedReading, rules.Breach]]] = defaultdict(list)
+    breaching: list[tuple[NormalizedReading, tuple[rules.Breach, ...]]] = []
     skipped = 0
-    for reading in sorted(candidates, key=lambda r: r.time):
-        patient_rules = by_patient.get(reading.patient_id)
-        if not patient_rules:
+    for reading in inserted:
+        metric_rules = by_metric.get((reading.patient_id, reading.mdc))
+        if metric_rules is None or not rules.is_evaluable(reading):
             continue
-        ev = rules.evaluate(reading, patient_rules)
+        ev = rules.evaluate(reading, metric_rules)
         skipped += ev.skipped_unit
-        for b in ev.breaches:
+        if ev.breaches:
+            breaching.append((reading, ev.breaches))
+    breaching.sort(key=lambda h: h[0].time)  # stable: readings of one time keep their order
+    groups: dict[tuple[str, int], list[tuple[NormalizedReading, rules.Breach]]] = defaultdict(list)
+    for reading, breaches in breaching:
+        for b in breaches:
             groups[(reading.patient_id, b.rule.rule_id)].append((reading, b))
     changes: list[AlertChange] = []
-    for (patient, rule_id), hits in groups.items():
+    # in (patient, rule) order: ingesters sharing a subscription lock alert rows in one order
+    for (patient, rule_id), hits in sorted(groups.items(), key=lambda kv: kv[0]):
         first_reading, first = hits[0]
         last_reading, last = hits[-1]
         cur = await conn.execute(

@@ -47,6 +47,10 @@ class DeviceCache:
         await self.load(conn)
         return True
 
+    def known_hub(self, hub: str) -> bool:
+        """Whether ``hub`` is in the cache (no reload: the fast path of :meth:`hub_known`)."""
+        return hub in self._hubs
+
     async def hub_known(self, conn: psycopg.AsyncConnection[Any], hub: str) -> bool:
         if hub in self._hubs:
             return True

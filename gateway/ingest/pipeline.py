@@ -22,8 +22,12 @@ Per batch:
    check device bindings (:mod:`gateway.ingest.devices`);
 2. store everything in one transaction (:mod:`gateway.ingest.store`) and commit;
 3. only then publish one :class:`telehub.contract.Receipt` per readings message on
-   ``receipts_topic(hub)`` (QoS 1, awaiting the broker's PUBACKs), and ``ack()`` every message
-   of the batch.
+   ``receipts_topic(hub)`` (QoS 1), and ``ack()`` every message of the batch: on the wire, the
+   receipts precede the PUBACKs. The broker's PUBACKs of the receipts are awaited before the next
+   batch's receipts go out (meanwhile the next batch is written), so at most one batch of
+   receipts is unconfirmed; a refusal, or no PUBACK within ``RECEIPT_TIMEOUT``, ends the session.
+   A receipt lost that way costs the hub a re-send after its receipt timeout, answered as
+   duplicates: the readings are committed already.
 
 If the database or the broker fails, nothing of the batch is acknowledged: the connections are
 closed, re-opened with exponential backoff, the broker redelivers the unacknowledged messages, and
@@ -77,7 +81,9 @@ log = logging.getLogger(__name__)
 OnStored = Callable[[StoredBatch], None]
 
 #: Readings validated in one go while a batch is being written (then the writer gets a turn).
-VALIDATE_CHUNK = 500
+VALIDATE_CHUNK = 100
+#: Seconds the broker has to acknowledge a batch's receipts.
+RECEIPT_TIMEOUT = 10.0
 
 #: Errors after which the session is torn down and re-established (nothing acknowledged).
 RECONNECT_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, MqttError, TimeoutError)
@@ -105,6 +111,7 @@ class Ingester:
         self.counters = Counters()
         self.cache = DeviceCache(settings.device_cache_refresh)
         self.write_mode = WriteMode()
+        self._receipts: tuple[asyncio.Future[None], float] | None = None
         self.connected = False
         self.last_batch_at: datetime | None = None
         self._migrated = False
@@ -247,6 +254,8 @@ class Ingester:
                 # let the batch being written finish (commit, receipts, acks) unless it fails
                 with contextlib.suppress(*RECONNECT_ERRORS):
                     await writer
+            with contextlib.suppress(*RECONNECT_ERRORS):
+                await self.confirm_receipts()
 
     def _drain(self, mqtt: MqttClient, batch: list[Message], budget: int) -> int:
         """Move already-received messages into ``batch`` while ``budget`` (readings) lasts;
@@ -318,7 +327,7 @@ class Ingester:
                 continue
             assert isinstance(parsed, ParsedMessage)
             o.msg_id = parsed.msg_id
-            if not await self.cache.hub_known(conn, hub):
+            if not self.cache.known_hub(hub) and not await self.cache.hub_known(conn, hub):
                 o.message_reject = Reject(
                     "hub-unknown", f"hub: unknown hub {hub!r}", None, m.payload
                 )
@@ -392,15 +401,14 @@ class Ingester:
     ) -> StoredBatch:
         """Store validated messages (one transaction), then receipts, then acks."""
         results = await self._write_isolating_poison(conn, outcomes)
+        await self.confirm_receipts()  # the previous batch's: long since confirmed, as a rule
 
-        # committed: counters, then receipts, then PUBACKs
+        # committed: counters, then receipts, then PUBACKs (in this order on the wire)
         settled = settle(results)
         self._count(messages, outcomes, settled)
         if settled.receipts:
-            try:
-                await asyncio.wait_for(mqtt.publish_many(settled.receipts), 10.0)
-            except TimeoutError as exc:
-                raise MqttError("no PUBACK for receipts within 10s") from exc
+            self._receipts = (mqtt.publish_many(settled.receipts),
+                              asyncio.get_running_loop().time() + RECEIPT_TIMEOUT)
         for m in messages:
             mqtt.ack(m)
         self.last_batch_at = datetime.now(UTC)
@@ -409,6 +417,19 @@ class Ingester:
         if self.on_stored is not None:
             self.on_stored(batch)
         return batch
+
+    async def confirm_receipts(self) -> None:
+        """Wait for the broker's PUBACKs of the last batch's receipts; MqttError if it refused
+        one or stayed silent for ``RECEIPT_TIMEOUT`` seconds since they were published."""
+        if self._receipts is None:
+            return
+        fut, deadline = self._receipts
+        try:
+            await asyncio.wait_for(fut, max(0.0, deadline - asyncio.get_running_loop().time()))
+        except TimeoutError as exc:
+            raise MqttError(f"no PUBACK for receipts within {RECEIPT_TIMEOUT:.0f}s") from exc
+        finally:
+            self._receipts = None
 
     def _count(self, messages: list[Message], outcomes: list[Outcome], s: Settled) -> None:
         c = self.counters

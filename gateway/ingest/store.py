@@ -20,7 +20,7 @@
 2. Dead letters (``dead_letters`` rows), hub statuses (:mod:`gateway.ingest.presence`; a status
    of an unknown hub becomes a dead letter here), ``hubs.last_seen`` of the hubs that sent
    valid readings messages and ``devices.last_seen`` of the devices whose readings were accepted
-   (one set-based UPDATE each).
+   (one set-based UPDATE each, and for each row at most every ``LAST_SEEN_RESOLUTION``).
 3. Alerts for the newly inserted readings only (:mod:`gateway.ingest.alerting`).
 
 The caller commits (by leaving the transaction) and only then publishes receipts and acks.
@@ -28,9 +28,10 @@ The caller commits (by leaving the transaction) and only then publishes receipts
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import psycopg
@@ -43,6 +44,8 @@ from gateway.ingest.presence import StatusUpdate, apply_status
 STAGING: Final = "staging_readings"
 #: After a batch met an already-stored reading, this many batches skip the optimistic COPY.
 CAREFUL_AFTER_DUPLICATE: Final = 20
+#: ``hubs.last_seen``/``devices.last_seen`` are written at most this often per row and ingester.
+LAST_SEEN_RESOLUTION: Final = timedelta(seconds=10)
 
 #: PostgreSQL types of READINGS_INSERT_COLUMNS, for the binary COPY.
 COPY_TYPES: Final = (
@@ -81,11 +84,14 @@ class WriteResult:
 
 
 class WriteMode:
-    """Which way the next batch's readings go (see the module docstring); one per connection."""
+    """What one ingester remembers across batches: which way the next batch's readings go (see
+    the module docstring), and the ``last_seen`` values it wrote (see :func:`_last_seen`)."""
 
     def __init__(self) -> None:
         self.careful_left = 0
         self.optimistic_failed = 0  # batches written twice because of a duplicate
+        self.hubs_written: dict[str, float] = {}  # hub -> monotonic time of its last write
+        self.devices_written: dict[tuple[str, str], datetime] = {}  # -> last value written
 
     @property
     def optimistic(self) -> bool:
@@ -146,17 +152,39 @@ async def _insert_dead(conn: psycopg.AsyncConnection[Any], dead: Sequence[DeadLe
         )
 
 
-async def _last_seen(conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> None:
-    if batch.hubs_seen:
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """The ``last_seen`` writes of one batch, remembered once it is committed."""
+
+    at: float
+    hubs: tuple[str, ...] = ()
+    devices: tuple[tuple[tuple[str, str], datetime], ...] = ()
+
+
+async def _last_seen(
+    conn: psycopg.AsyncConnection[Any], batch: BatchWrite, mode: WriteMode
+) -> _Seen:
+    """``hubs.last_seen`` and ``devices.last_seen``, each row written at most every
+    ``LAST_SEEN_RESOLUTION`` by this ingester (a device streaming at 1 Hz would otherwise cost a
+    row update per reading record, as much writing as the readings themselves): the first
+    reading of a device always writes, later ones once the value moved on by the resolution."""
+    now = time.monotonic()
+    res = LAST_SEEN_RESOLUTION.total_seconds()
+    written = mode.hubs_written
+    hubs = sorted(h for h in batch.hubs_seen if now - written.get(h, -res) >= res)
+    if hubs:
         await conn.execute(
             "UPDATE hubs SET last_seen = GREATEST(last_seen, now()) WHERE hub_id = ANY(%s)",
-            (sorted(batch.hubs_seen),),
+            (hubs,),
         )
     latest: dict[tuple[str, str], datetime] = {}
     for r in batch.readings:
         k = (r.hub_id, r.device_id)
         if k not in latest or r.received_at > latest[k]:
             latest[k] = r.received_at
+    before = mode.devices_written
+    for k in [k for k, v in latest.items() if k in before and v - before[k] < LAST_SEEN_RESOLUTION]:
+        del latest[k]
     if latest:
         # one statement for all devices, rows locked in (hub, device) order
         keys = sorted(latest)
@@ -166,6 +194,7 @@ async def _last_seen(conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> N
             "WHERE d.hub_id = v.hub AND d.device_id = v.device",
             ([h for h, _ in keys], [d for _, d in keys], [latest[k] for k in keys]),
         )
+    return _Seen(now, tuple(hubs), tuple(latest.items()))
 
 
 async def write_batch(
@@ -174,20 +203,27 @@ async def write_batch(
     """Write ``batch`` inside one transaction (committed on return). ``mode`` remembers across
     batches whether to try the optimistic COPY (default: always try it)."""
     mode = mode or WriteMode()
+    result: WriteResult | None = None
     if batch.readings and mode.optimistic:
         try:
-            return await _write(conn, batch, careful=False)
+            result, seen = await _write(conn, batch, mode, careful=False)
         except psycopg.errors.UniqueViolation:
             # already stored (the transaction is rolled back): write it again, carefully
             mode.optimistic_failed += 1
             mode.careful_left = CAREFUL_AFTER_DUPLICATE
     elif mode.careful_left:
         mode.careful_left -= 1
-    return await _write(conn, batch, careful=True)
+    if result is None:
+        result, seen = await _write(conn, batch, mode, careful=True)
+    # committed: remember what was written
+    for h in seen.hubs:
+        mode.hubs_written[h] = seen.at
+    mode.devices_written.update(seen.devices)
+    return result
 
 
-async def _write(conn: psycopg.AsyncConnection[Any], batch: BatchWrite, *,
-                 careful: bool) -> WriteResult:
+async def _write(conn: psycopg.AsyncConnection[Any], batch: BatchWrite, mode: WriteMode, *,
+                 careful: bool) -> tuple[WriteResult, _Seen]:
     async with conn.transaction():
         if careful:
             inserted = await _insert_readings(conn, batch.readings)
@@ -206,8 +242,8 @@ async def _write(conn: psycopg.AsyncConnection[Any], batch: BatchWrite, *,
                                                                    payload))
                 )
         await _insert_dead(conn, dead)
-        await _last_seen(conn, batch)
+        seen = await _last_seen(conn, batch, mode)
         fresh = batch.readings if not careful else [
             r for r in batch.readings if (r.key, r.time) in inserted]
         alerts = await raise_alerts(conn, fresh)
-    return WriteResult(inserted, tuple(dead), applied, alerts, careful)
+    return WriteResult(inserted, tuple(dead), applied, alerts, careful), seen
