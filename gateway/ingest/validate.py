@@ -246,7 +246,9 @@ def check_reading(
     """Decode and validate one reading of a valid message (binding not checked here)."""
     data = bytes(raw)
     if _NUL_ESCAPE in data:
-        return _bad(data, "nul", "reading: contains a NUL character (\\u0000)", None)
+        # Name the key when it is readable, so that the hub drops the reading instead of
+        # re-sending it in a loop (a NUL in a device or patient id in the hub's config).
+        return _bad(data, "nul", "reading: contains a NUL character (\\u0000)", key_of(data))
     try:
         r = contract.decode_reading(raw)
     except msgspec.ValidationError as exc:
