@@ -161,15 +161,18 @@ class _Protocol(asyncio.Protocol):
                             k += 1 + p
                         else:
                             got = codec.read_varint(buf, k)
-                            assert got is not None
+                            if got is None:
+                                raise codec.ProtocolError("truncated PUBLISH properties")
                             k = got[0] + got[1]
+                    if k > end or qos == 3:
+                        raise codec.ProtocolError("malformed PUBLISH")
                     c._inbound(Message(topic, buf[k:end], qos, bool(first & 1), mid))
                 elif first == 0x40 and rl >= 2:  # PUBACK: as many as the ingester's receipts
                     c._puback((buf[j] << 8) | buf[j + 1], buf[j + 2] if rl > 2 else 0)
                 else:
                     c._control(first, buf[j:end])
                 i = end
-        except (codec.ProtocolError, UnicodeDecodeError, IndexError, AssertionError) as exc:
+        except (codec.ProtocolError, UnicodeDecodeError, IndexError) as exc:
             c._protocol_error(f"malformed packet from the broker: {exc!r}")
             return
         self._buf = buf[i:] if i < n else b""
