@@ -7,13 +7,25 @@ STAMP   := $(VENV)/.installed
 ARGS    ?=
 N       ?= 2000
 
-.PHONY: demo test lint typecheck chaos bench clean venv
+.PHONY: demo test lint typecheck chaos bench clean venv lock
 
-$(STAMP): pyproject.toml
+LOCK    := deploy/constraints.txt
+
+# Every install takes the locked versions of deploy/constraints.txt; `make lock` refreshes them.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) pip
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
+
+# Re-resolve every dependency to the newest version pyproject.toml admits and write the lock.
+lock:
+	rm -rf .lock-venv && $(PY) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '1,3p' $(LOCK); .lock-venv/bin/python -m pip freeze --all --exclude-editable \
+		| grep -v '^setuptools=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv
 
 venv: $(STAMP)
 
@@ -23,6 +35,7 @@ demo: $(STAMP)
 # drivers/ must keep 100 % branch coverage from its own tests (enforced here), then the rest.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest tests/drivers -q --cov=drivers --cov-branch \
 		--cov-report=term-missing:skip-covered --cov-fail-under=100

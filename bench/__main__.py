@@ -60,8 +60,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--quick", action="store_true", help="smaller, shorter run (~2 min)")
     size.add_argument("--tiny", action="store_true", help="smoke run for CI (< 1 min)")
     p.add_argument("--json", type=Path, help="write the figures to this file")
-    p.add_argument("--dsn", default=os.environ.get("TELEHUB_BENCH_DSN", env.DEFAULT_DSN),
-                   help="PostgreSQL allowed to CREATE DATABASE (default: %(default)s)")
+    p.add_argument(
+        "--dsn",
+        default=os.environ.get("TELEHUB_BENCH_DSN", env.DEFAULT_DSN),
+        help="PostgreSQL allowed to CREATE DATABASE (default: %(default)s)",
+    )
     p.add_argument("--households", type=int, help="override the size's households")
     p.add_argument("--records", type=int, help="override records per household (3 readings)")
     p.add_argument("--disconnect", type=float, help="edge disconnect in seconds (full: 300)")
@@ -77,12 +80,19 @@ def _machine(dsn: str) -> dict[str, Any]:
     with psycopg.connect(dsn) as conn:
         settings = {
             name: conn.execute(f"SHOW {name}".encode()).fetchone()[0]  # type: ignore[index]
-            for name in ("server_version", "shared_buffers", "synchronous_commit", "fsync",
-                         "wal_level", "max_wal_size")
+            for name in (
+                "server_version",
+                "shared_buffers",
+                "synchronous_commit",
+                "fsync",
+                "wal_level",
+                "max_wal_size",
+            )
         }
     try:
-        mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True,
-                              check=False).stdout.splitlines()[0]
+        mosq = subprocess.run(
+            ["mosquitto", "-h"], capture_output=True, text=True, check=False
+        ).stdout.splitlines()[0]
     except (OSError, IndexError):
         mosq = "unknown"
     return {
@@ -98,8 +108,11 @@ def _machine(dsn: str) -> dict[str, Any]:
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sizes = TINY if args.tiny else QUICK if args.quick else FULL
     if args.households or args.records:
-        sizes = replace(sizes, households=args.households or sizes.households,
-                        records=args.records or sizes.records)
+        sizes = replace(
+            sizes,
+            households=args.households or sizes.households,
+            records=args.records or sizes.records,
+        )
     if args.disconnect is not None:
         sizes = replace(sizes, edge_disconnect=args.disconnect)
     profiler = Profiler(args.profile) if args.profile else None
@@ -127,34 +140,54 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for n in (1, 10):
             phase(f"naive {n}/msg")
             result["naive"][f"per_message_{n}"] = run_naive(
-                workdir, dsn, naive_msgs[n], publishers=pubs, label=f"naive-{n}")
+                workdir, dsn, naive_msgs[n], publishers=pubs, label=f"naive-{n}"
+            )
         result["telehub"] = {"shared_2": {}}
         for ingesters, dest in ((1, result["telehub"]), (2, result["telehub"]["shared_2"])):
             for n in (10, 1):
                 label = f"telehub-{ingesters}x-{n}"
                 phase(label)
-                res = run_throughput(workdir, dsn, per_message[n], publishers=pubs,
-                                     ingesters=ingesters, uvloop=args.uvloop,
-                                     profile=profiler, label=label)
+                res = run_throughput(
+                    workdir,
+                    dsn,
+                    per_message[n],
+                    publishers=pubs,
+                    ingesters=ingesters,
+                    uvloop=args.uvloop,
+                    profile=profiler,
+                    label=label,
+                )
                 dest[f"per_message_{n}"] = res.as_json()
         result["latency"] = {}
         for rate in (1000, 5000):
             phase(f"latency {rate}/s")
             result["latency"][f"rate_{rate}"] = run_latency(
-                workdir, dsn, homes, rate=rate, seconds=sizes.latency_seconds, publishers=pubs)
+                workdir, dsn, homes, rate=rate, seconds=sizes.latency_seconds, publishers=pubs
+            )
         phase("edge")
-        result["edge"] = edge.run_edge(workdir, dsn, idle=sizes.edge_idle,
-                                       stream=sizes.edge_stream,
-                                       disconnect=sizes.edge_disconnect)
+        result["edge"] = edge.run_edge(
+            workdir,
+            dsn,
+            idle=sizes.edge_idle,
+            stream=sizes.edge_stream,
+            disconnect=sizes.edge_disconnect,
+        )
     result["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
     t = result["telehub"]
     result["ratios"] = {
-        "telehub_10_to_ceiling": round(t["per_message_10"]["readings_per_s"]
-                                       / result["ceiling"]["readings_per_s"], 3),
-        "telehub_10_to_naive": round(t["per_message_10"]["readings_per_s"]
-                                     / result["naive"]["per_message_10"]["readings_per_s"], 1),
-        "telehub_1_to_naive": round(t["per_message_1"]["readings_per_s"]
-                                    / result["naive"]["per_message_1"]["readings_per_s"], 1),
+        "telehub_10_to_ceiling": round(
+            t["per_message_10"]["readings_per_s"] / result["ceiling"]["readings_per_s"], 3
+        ),
+        "telehub_10_to_naive": round(
+            t["per_message_10"]["readings_per_s"]
+            / result["naive"]["per_message_10"]["readings_per_s"],
+            1,
+        ),
+        "telehub_1_to_naive": round(
+            t["per_message_1"]["readings_per_s"]
+            / result["naive"]["per_message_1"]["readings_per_s"],
+            1,
+        ),
     }
     result["targets"] = report.targets(result)
     result["seconds"] = round(time.monotonic() - t0, 1)
@@ -163,8 +196,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("bench").setLevel(logging.INFO)
     try:
         if args.workdir:

@@ -50,9 +50,10 @@ def _export(conn: psycopg.Connection[Any], workload: Workload, batch: int) -> li
     """Binary COPY streams of ``batch`` rows each (untimed preparation)."""
     cols = ", ".join(f"{c} {t}" for c, t in zip(READINGS_INSERT_COLUMNS, COPY_TYPES, strict=True))
     conn.execute(f"CREATE TEMP TABLE bench_src (n serial, {cols})".encode())
-    with conn.cursor() as cur, cur.copy(
-        f"COPY bench_src ({_COLS}) FROM STDIN (FORMAT BINARY)".encode()
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(f"COPY bench_src ({_COLS}) FROM STDIN (FORMAT BINARY)".encode()) as copy,
+    ):
         copy.set_types(list(COPY_TYPES))
         for row in rows(workload):
             copy.write_row(row)
@@ -60,10 +61,13 @@ def _export(conn: psycopg.Connection[Any], workload: Workload, batch: int) -> li
     streams: list[bytes] = []
     for lo in range(0, total, batch):
         buf = bytearray()
-        with conn.cursor() as cur, cur.copy(
-            f"COPY (SELECT {_COLS} FROM bench_src WHERE n > {lo} AND n <= {lo + batch} "
-            "ORDER BY n) TO STDOUT (FORMAT BINARY)".encode()
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                f"COPY (SELECT {_COLS} FROM bench_src WHERE n > {lo} AND n <= {lo + batch} "
+                "ORDER BY n) TO STDOUT (FORMAT BINARY)".encode()
+            ) as copy,
+        ):
             for chunk in copy:
                 buf += chunk
         streams.append(bytes(buf))
@@ -73,9 +77,11 @@ def _export(conn: psycopg.Connection[Any], workload: Workload, batch: int) -> li
 
 
 def _copy(conn: psycopg.Connection[Any], streams: list[bytes]) -> None:
-    with conn.transaction(), conn.cursor() as cur, cur.copy(
-        f"COPY readings ({_COLS}) FROM STDIN (FORMAT BINARY)".encode()
-    ) as copy:
+    with (
+        conn.transaction(),
+        conn.cursor() as cur,
+        cur.copy(f"COPY readings ({_COLS}) FROM STDIN (FORMAT BINARY)".encode()) as copy,
+    ):
         for s in streams:
             copy.write(s)
 
@@ -96,10 +102,15 @@ def run_ceiling(dsn: str, workload: Workload, *, batch: int = 5000) -> dict[str,
     with psycopg.connect(dsn) as conn:
         streams = _export(conn, workload, batch)
     total = workload.total
-    out: dict[str, Any] = {"readings": total, "batch": batch,
-                           "stream_bytes": sum(len(s) for s in streams)}
-    for shape, fn, data in (("batched", _copy_each, streams),
-                            ("single", _copy, _single_stream(streams))):
+    out: dict[str, Any] = {
+        "readings": total,
+        "batch": batch,
+        "stream_bytes": sum(len(s) for s in streams),
+    }
+    for shape, fn, data in (
+        ("batched", _copy_each, streams),
+        ("single", _copy, _single_stream(streams)),
+    ):
         env.reset(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             t0 = time.monotonic()

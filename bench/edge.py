@@ -67,7 +67,9 @@ class Agent:
     def __enter__(self) -> Agent:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "bench.edge_agent", json.dumps(self.opts)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
             cwd=Path(__file__).resolve().parent.parent,
         )
         threading.Thread(target=self._read, daemon=True).start()
@@ -166,8 +168,9 @@ def _replay(link: LinkProxy, agent: Agent, disconnect: float, live_rate: float) 
     }
 
 
-def run_edge(workdir: Path, dsn: str, *, idle: float, stream: float,
-             disconnect: float) -> dict[str, Any]:
+def run_edge(
+    workdir: Path, dsn: str, *, idle: float, stream: float, disconnect: float
+) -> dict[str, Any]:
     env.reset(dsn)
     out: dict[str, Any] = {}
     with env.broker(workdir / "broker-edge") as b, Ingesters(dsn, b.url):

@@ -69,8 +69,9 @@ async def _main(opts: dict[str, Any]) -> None:
     if opts["mode"] == "stream":
         for i, (address, kind) in enumerate(DEVICES):
             phys = Physiology(Profile.NORMAL, i)
-            radio.add(PulseOximeter(address, phys) if kind == "plx"
-                      else HeartRateStrap(address, phys))
+            radio.add(
+                PulseOximeter(address, phys) if kind == "plx" else HeartRateStrap(address, phys)
+            )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.read(1) else None)
@@ -86,8 +87,11 @@ async def _main(opts: dict[str, Any]) -> None:
 
 def main() -> None:
     # ERROR: the link is cut on purpose, the agent's reconnect warnings are expected
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.ERROR,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     asyncio.run(_main(json.loads(sys.argv[1])))
 
 

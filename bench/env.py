@@ -84,8 +84,9 @@ class Broker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BenchError("mosquitto exited at start: see "
-                                 f"{self.directory / 'mosquitto.log'}")
+                raise BenchError(
+                    f"mosquitto exited at start: see {self.directory / 'mosquitto.log'}"
+                )
             if _port_open(self.port):
                 return
             time.sleep(0.02)

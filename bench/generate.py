@@ -28,7 +28,7 @@ from drivers.observation import Measurement
 from drivers.pulse_oximeter import PlxContinuousRecord, SpO2PR
 from edge.readings import RecordContext, to_readings
 from gateway.fleet import Device, Fleet, Hub, Org, Patient, Rule, Webhook
-from telehub import contract
+from wire import contract
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,11 @@ class Workload:
 
 def households(n: int, prefix: str = "bench") -> tuple[Household, ...]:
     return tuple(
-        Household(f"{prefix}-p{i:05d}", f"{prefix}-h{i:05d}",
-                  f"C0:FE:{i >> 16 & 0xFF:02X}:{i >> 8 & 0xFF:02X}:{i & 0xFF:02X}:01")
+        Household(
+            f"{prefix}-p{i:05d}",
+            f"{prefix}-h{i:05d}",
+            f"C0:FE:{i >> 16 & 0xFF:02X}:{i >> 8 & 0xFF:02X}:{i & 0xFF:02X}:01",
+        )
         for i in range(n)
     )
 
@@ -93,11 +96,22 @@ def fleet_for(homes: Sequence[Household]) -> Fleet:
         orgs=[Org(id="bench-hospital", name="Bench hospital", kind="hospital")],
         patients=[Patient(id=p, orgs=["bench-hospital"]) for p in patients],
         hubs=[Hub(id=h, org="bench-hospital") for h in hubs],
-        devices=[Device(id=h.device, hub=h.hub, patient=h.patient, model="bench device")
-                 for h in homes],
-        rules=[Rule(key="spo2-low", patient=p, mdc=SPO2_MDC, op="<",
-                    threshold=Decimal(90), unit="%", severity="critical",
-                    description="SpO2 below 90 %") for p in patients],
+        devices=[
+            Device(id=h.device, hub=h.hub, patient=h.patient, model="bench device") for h in homes
+        ],
+        rules=[
+            Rule(
+                key="spo2-low",
+                patient=p,
+                mdc=SPO2_MDC,
+                op="<",
+                threshold=Decimal(90),
+                unit="%",
+                severity="critical",
+                description="SpO2 below 90 %",
+            )
+            for p in patients
+        ],
         webhooks=[Webhook(org="bench-hospital", url="https://hospital.invalid/telehub-hook")],
     )
 
@@ -168,17 +182,17 @@ def messages(workload: Workload, per_message: int, *, limit: int | None = None) 
     while per_hub and (limit is None or sent < limit):
         remaining: list[tuple[str, list[bytes]]] = []
         for hub, rs in per_hub:
-            chunk = rs[offset:offset + per_message]
+            chunk = rs[offset : offset + per_message]
             if not chunk:
                 continue
             if limit is not None and sent + len(chunk) > limit:
                 chunk = chunk[: limit - sent]
             msg_id = uuid.uuid4().hex
             payload = contract.encode_readings(hub, msg_id, chunk)
-            has_probe = bool(probe) and any(
-                contract.decode_reading(r).key in probe for r in chunk)
-            out.append(Message(contract.readings_topic(hub), msg_id, payload, len(chunk),
-                               has_probe))
+            has_probe = bool(probe) and any(contract.decode_reading(r).key in probe for r in chunk)
+            out.append(
+                Message(contract.readings_topic(hub), msg_id, payload, len(chunk), has_probe)
+            )
             sent += len(chunk)
             if limit is not None and sent >= limit:
                 break

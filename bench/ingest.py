@@ -52,9 +52,17 @@ class Ingesters:
     """``n`` ingester processes (a shared subscription group when n > 1); ``module`` is the
     child's module (:mod:`bench.ingester_proc`, or :mod:`bench.naive` for the baseline)."""
 
-    def __init__(self, dsn: str, mqtt_url: str, *, n: int = 1, uvloop: bool = False,
-                 receive_maximum: int = 1000, batch_max_readings: int = 5000,
-                 module: str = "bench.ingester_proc") -> None:
+    def __init__(
+        self,
+        dsn: str,
+        mqtt_url: str,
+        *,
+        n: int = 1,
+        uvloop: bool = False,
+        receive_maximum: int = 1000,
+        batch_max_readings: int = 5000,
+        module: str = "bench.ingester_proc",
+    ) -> None:
         self.module = module
         self.opts: dict[str, Any] = {
             "database_url": dsn,
@@ -78,7 +86,9 @@ class Ingesters:
             opts = dict(self.opts, client_id=f"bench-ingester-{tag}-{i}")
             popen = subprocess.Popen(
                 [sys.executable, "-m", self.module, json.dumps(opts)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
                 cwd=Path(__file__).resolve().parent.parent,
             )
             proc = _Proc(popen)
@@ -120,7 +130,8 @@ class Ingesters:
                 left = deadline - time.monotonic()
                 if left <= 0 or any(p.popen.poll() is not None for p in self.procs):
                     raise env.BenchError(
-                        f"ingesters settled {self.total()} of {readings} readings in time")
+                        f"ingesters settled {self.total()} of {readings} readings in time"
+                    )
                 self.changed.wait(min(left, 0.5))
             return max(p.t_last for p in self.procs)
 
@@ -185,14 +196,18 @@ def run_throughput(
 ) -> ThroughputResult:
     readings = sum(m.readings for m in msgs)
     env.reset(dsn)
-    with env.broker(workdir / f"broker-{label}") as b, \
-            Ingesters(dsn, b.url, n=ingesters, uvloop=uvloop, module=module) as ing:
+    with (
+        env.broker(workdir / f"broker-{label}") as b,
+        Ingesters(dsn, b.url, n=ingesters, uvloop=uvloop, module=module) as ing,
+    ):
         t_go = [0.0]
         if profile is not None:
             profile.start(ing.pids, label)
         meter = CpuMeter(ing.pids, b.pid)
         results: list[PublisherResult] = publish(
-            b.port, msgs, processes=publishers,
+            b.port,
+            msgs,
+            processes=publishers,
             on_go=lambda: t_go.__setitem__(0, time.monotonic()),
         )
         t_end = ing.wait_for(readings, timeout=max(120.0, readings / 500))
@@ -218,17 +233,21 @@ def run_throughput(
     )
 
 
-def run_publishers_only(workdir: Path, msgs: Sequence[Message], *,
-                        publishers: int = 2) -> dict[str, float]:
+def run_publishers_only(
+    workdir: Path, msgs: Sequence[Message], *, publishers: int = 2
+) -> dict[str, float]:
     """The publishers against the broker alone (no subscriber): their own ceiling."""
     readings = sum(m.readings for m in msgs)
     with env.broker(workdir / "broker-publishers") as b:
         t_go = [0.0]
-        results = publish(b.port, msgs, processes=publishers,
-                          on_go=lambda: t_go.__setitem__(0, time.monotonic()))
+        results = publish(
+            b.port, msgs, processes=publishers, on_go=lambda: t_go.__setitem__(0, time.monotonic())
+        )
     seconds = max(r.t_acked for r in results) - t_go[0]
     return {
-        "readings": readings, "messages": len(msgs), "seconds": round(seconds, 3),
+        "readings": readings,
+        "messages": len(msgs),
+        "seconds": round(seconds, 3),
         "readings_per_s": round(readings / seconds, 1),
         "messages_per_s": round(len(msgs) / seconds, 1),
     }

@@ -78,8 +78,11 @@ async def _main(opts: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     opts: dict[str, Any] = json.loads(sys.argv[1])
     if opts.get("uvloop"):
         import uvloop  # type: ignore[import-not-found,unused-ignore]

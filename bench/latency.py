@@ -33,7 +33,7 @@ from bench import env
 from bench.generate import Household, Message, Workload, make_workload, messages
 from bench.ingest import Ingesters
 from bench.publisher import interleave_send_times, publish
-from telehub import contract
+from wire import contract
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,12 @@ def _receipts_child(port: int, expected: int, conn: Connection) -> None:
     def on_subscribe(*args: object) -> None:
         conn.send("ready")
 
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-receipts",
-                    protocol=paho.MQTTv311, clean_session=True)
+    c = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id="bench-receipts",
+        protocol=paho.MQTTv311,
+        clean_session=True,
+    )
     c.on_message = on_message
     c.on_connect = lambda client, *a: client.subscribe("telehub/v1/hubs/+/receipts", qos=0)
     c.on_subscribe = on_subscribe
@@ -96,13 +100,18 @@ def _pct(values: Sequence[float], p: float) -> float:
 def _stats(ms: Sequence[float]) -> dict[str, Any]:
     if not ms:
         return {"samples": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
-    return {"samples": len(ms), "p50_ms": round(_pct(ms, 50), 2),
-            "p99_ms": round(_pct(ms, 99), 2), "max_ms": round(max(ms), 2),
-            "mean_ms": round(statistics.fmean(ms), 2)}
+    return {
+        "samples": len(ms),
+        "p50_ms": round(_pct(ms, 50), 2),
+        "p99_ms": round(_pct(ms, 99), 2),
+        "max_ms": round(max(ms), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
 
 
-def latency_workload(homes: Sequence[Household], rate: float, seconds: float, seed: int) -> tuple[
-        Workload, list[Message]]:
+def latency_workload(
+    homes: Sequence[Household], rate: float, seconds: float, seed: int
+) -> tuple[Workload, list[Message]]:
     readings = int(rate * seconds)
     records = max(1, math.ceil(readings / (3 * len(homes))))
     probes = min(len(homes), int(PROBES_PER_SECOND * seconds))
@@ -110,8 +119,16 @@ def latency_workload(homes: Sequence[Household], rate: float, seconds: float, se
     return wl, messages(wl, 1, limit=readings)
 
 
-def run_latency(workdir: Path, dsn: str, homes: Sequence[Household], *, rate: float,
-                seconds: float, publishers: int = 2, seed: int = 7) -> dict[str, Any]:
+def run_latency(
+    workdir: Path,
+    dsn: str,
+    homes: Sequence[Household],
+    *,
+    rate: float,
+    seconds: float,
+    publishers: int = 2,
+    seed: int = 7,
+) -> dict[str, Any]:
     wl, msgs = latency_workload(homes, rate, seconds, seed)
     key_msg: dict[str, str] = {}
     probe_keys = set(wl.probe_keys)
@@ -152,8 +169,11 @@ def run_latency(workdir: Path, dsn: str, homes: Sequence[Household], *, rate: fl
         first_notify.setdefault(alert_id, t)
     with psycopg.connect(dsn) as conn:
         alerts = conn.execute("SELECT alert_id, reading_key FROM alerts").fetchall()
-    alert_ms = [(first_notify[a] - sent[key_msg[k]]) * 1000 for a, k in alerts
-                if a in first_notify and k in key_msg and key_msg[k] in sent]
+    alert_ms = [
+        (first_notify[a] - sent[key_msg[k]]) * 1000
+        for a, k in alerts
+        if a in first_notify and k in key_msg and key_msg[k] in sent
+    ]
     span = max(r.t_sent for r in results) - min(r.t_start for r in results)
     return {
         "rate_target": rate,

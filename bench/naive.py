@@ -69,8 +69,12 @@ def _child(opts: dict[str, Any]) -> None:
         sys.stdout.flush()
 
     host, port = opts["mqtt_url"].removeprefix("mqtt://").split(":")
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-naive",
-                    protocol=paho.MQTTv311, clean_session=True)
+    c = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id="bench-naive",
+        protocol=paho.MQTTv311,
+        clean_session=True,
+    )
     c.on_message = on_message
     c.on_connect = on_connect
     c.on_subscribe = on_subscribe
@@ -85,8 +89,9 @@ def _child(opts: dict[str, Any]) -> None:
                 n, t = state["n"], state["t"]
             if n != last:
                 last = int(n)
-                sys.stdout.write(json.dumps({"event": "progress", "readings": n, "batches": n,
-                                             "t": t}) + "\n")
+                sys.stdout.write(
+                    json.dumps({"event": "progress", "readings": n, "batches": n, "t": t}) + "\n"
+                )
                 sys.stdout.flush()
 
     threading.Thread(target=report, daemon=True).start()
@@ -97,26 +102,35 @@ def _child(opts: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps({"event": "stopped", "counters": {}}) + "\n")
 
 
-def run_naive(workdir: Path, dsn: str, msgs: Sequence[Message], *,
-              publishers: int = 2, label: str = "naive") -> dict[str, Any]:
+def run_naive(
+    workdir: Path, dsn: str, msgs: Sequence[Message], *, publishers: int = 2, label: str = "naive"
+) -> dict[str, Any]:
     from bench.ingest import Ingesters
 
     readings = sum(m.readings for m in msgs)
     env.reset(dsn)
-    with env.broker(workdir / f"broker-{label}") as b, \
-            Ingesters(dsn, b.url, module="bench.naive") as ing:
+    with (
+        env.broker(workdir / f"broker-{label}") as b,
+        Ingesters(dsn, b.url, module="bench.naive") as ing,
+    ):
         t_go = [0.0]
         meter = CpuMeter(ing.pids, b.pid)
-        publish(b.port, msgs, processes=publishers,
-                on_go=lambda: t_go.__setitem__(0, time.monotonic()))
+        publish(
+            b.port, msgs, processes=publishers, on_go=lambda: t_go.__setitem__(0, time.monotonic())
+        )
         t_end = ing.wait_for(readings, timeout=max(120.0, readings / 100))
         cpu = meter.stop()
     seconds = t_end - t_go[0]
     stored = env.count_readings(dsn)
     if stored != readings:
         raise env.BenchError(f"{label}: {stored} readings stored, {readings} sent")
-    return {"readings": readings, "messages": len(msgs), "seconds": round(seconds, 3),
-            "readings_per_s": round(readings / seconds, 1), "cpu_cores": cpu}
+    return {
+        "readings": readings,
+        "messages": len(msgs),
+        "seconds": round(seconds, 3),
+        "readings_per_s": round(readings / seconds, 1),
+        "cpu_cores": cpu,
+    }
 
 
 if __name__ == "__main__":

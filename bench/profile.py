@@ -60,9 +60,21 @@ class Profiler:
         for pid in pids:
             raw = self.directory / f"{label}-{pid}.txt"
             p = subprocess.Popen(
-                [self.exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(RATE),
-                 "--nonblocking", "--output", str(raw)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    self.exe,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    str(RATE),
+                    "--nonblocking",
+                    "--output",
+                    str(raw),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             self._procs.append((p, raw))
         self._t0 = time.monotonic()

@@ -158,7 +158,7 @@ def _publish(
                     acks.more.wait(1.0)
                 continue
             k = min(room, 64, total - sent)
-            sock.sendall(b"".join(packets[sent:sent + k]))
+            sock.sendall(b"".join(packets[sent : sent + k]))
             sent += k
     else:
         interval = 1.0 / rate
@@ -186,8 +186,15 @@ def _publish(
     return PublisherResult(name, total, readings, t_start, t_sent, acks.last, tuple(times))
 
 
-def _child(port: int, name: str, msgs: Sequence[Message], window: int, rate: float | None,
-           conn: Connection, go: Any) -> None:
+def _child(
+    port: int,
+    name: str,
+    msgs: Sequence[Message],
+    window: int,
+    rate: float | None,
+    conn: Connection,
+    go: Any,
+) -> None:
     try:
         conn.send(_publish(port, name, msgs, window, rate, conn, go))
     except (OSError, ConnectionError) as exc:
@@ -227,8 +234,11 @@ def publish(
         if not part:
             continue
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_child, args=(port, f"{name}-{i}", part, window, per_rate, child,
-                                             go), daemon=True)
+        p = ctx.Process(
+            target=_child,
+            args=(port, f"{name}-{i}", part, window, per_rate, child, go),
+            daemon=True,
+        )
         p.start()
         child.close()
         procs.append((p, parent))
@@ -259,8 +269,9 @@ def publish(
                 p.join()
 
 
-def interleave_send_times(msgs: Sequence[Message], processes: int,
-                          results: Sequence[PublisherResult]) -> dict[str, float]:
+def interleave_send_times(
+    msgs: Sequence[Message], processes: int, results: Sequence[PublisherResult]
+) -> dict[str, float]:
     """msg_id -> monotonic publish time, from the paced publishers' ``send_times``."""
     parts = [p for p in split_by_hub(msgs, processes) if p]
     out: dict[str, float] = {}

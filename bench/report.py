@@ -52,15 +52,20 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     cpu = r["edge"]["idle"]["cpu_percent"]
     replay = r["edge"]["replay"]["x_live_rate"]
     return {
-        "ceiling_share_10": t(ratio, ">= 0.60 of the COPY ceiling at 10 readings/message",
-                              ratio >= 0.60),
+        "ceiling_share_10": t(
+            ratio, ">= 0.60 of the COPY ceiling at 10 readings/message", ratio >= 0.60
+        ),
         "readings_per_s_1": t(one, ">= 25000 readings/s at 1 reading/message", one >= 25000),
-        "alert_p99_1000": t(alert99, "p99 publish->alert <= 50 ms at 1000 readings/s",
-                            None if alert99 is None else alert99 <= 50),
+        "alert_p99_1000": t(
+            alert99,
+            "p99 publish->alert <= 50 ms at 1000 readings/s",
+            None if alert99 is None else alert99 <= 50,
+        ),
         "edge_idle_rss": t(rss, "edge agent <= 48 MiB resident", rss <= 48),
         "edge_idle_cpu": t(cpu, "edge agent <= 1 % CPU idle", cpu <= 1.0),
-        "replay_x_live": t(replay, "replay >= 5x the live rate",
-                           None if replay is None else replay >= 5),
+        "replay_x_live": t(
+            replay, "replay >= 5x the live rate", None if replay is None else replay >= 5
+        ),
     }
 
 
@@ -77,23 +82,40 @@ def table(r: dict[str, Any]) -> str:
     naive = {per: r["naive"][f"per_message_{per}"]["readings_per_s"] for per in (1, 10)}
     rows: list[tuple[str, str, str, str]] = [
         ("database ceiling: binary COPY, no MQTT", _n(ceiling), "1.00", ""),
-        ("  (batched, one transaction per "
-         f"{r['ceiling']['batch']} rows)", _n(r["ceiling"]["batched"]["readings_per_s"]), "", ""),
+        (
+            f"  (batched, one transaction per {r['ceiling']['batch']} rows)",
+            _n(r["ceiling"]["batched"]["readings_per_s"]),
+            "",
+            "",
+        ),
         ("  (one COPY, one transaction)", _n(r["ceiling"]["single"]["readings_per_s"]), "", ""),
-        ("publishers alone (1 reading/message)", _n(r["publishers_only"]["readings_per_s"]),
-         "", ""),
+        (
+            "publishers alone (1 reading/message)",
+            _n(r["publishers_only"]["readings_per_s"]),
+            "",
+            "",
+        ),
     ]
     for per in (1, 10):
         v = r["naive"][f"per_message_{per}"]["readings_per_s"]
-        rows.append((f"naive: INSERT per reading, ack on receipt ({per}/msg)", _n(v),
-                     f"{v / ceiling:.2f}", "1.0"))
-    for label, key in (("telehub, 1 ingester", "telehub"),
-                       ("telehub, 2 ingesters ($share)", "shared_2")):
+        rows.append(
+            (
+                f"naive: INSERT per reading, ack on receipt ({per}/msg)",
+                _n(v),
+                f"{v / ceiling:.2f}",
+                "1.0",
+            )
+        )
+    for label, key in (
+        ("telehub, 1 ingester", "telehub"),
+        ("telehub, 2 ingesters ($share)", "shared_2"),
+    ):
         src = r["telehub"] if key == "telehub" else r["telehub"]["shared_2"]
         for per in (1, 10):
             v = src[f"per_message_{per}"]["readings_per_s"]
-            rows.append((f"{label} ({per}/msg)", _n(v), f"{v / ceiling:.2f}",
-                         f"{v / naive[per]:.1f}"))
+            rows.append(
+                (f"{label} ({per}/msg)", _n(v), f"{v / ceiling:.2f}", f"{v / naive[per]:.1f}")
+            )
     w = max(len(a) for a, *_ in rows)
     out = [f"{'readings/s':>{w + 12}}  {'÷ ceiling':>9}  {'÷ naive':>11}"]
     out += [f"{a:<{w}}  {b:>10}  {c:>9}  {d:>11}" for a, b, c, d in rows]
@@ -104,20 +126,28 @@ def table(r: dict[str, Any]) -> str:
         for what in ("publish_to_commit", "publish_to_alert"):
             s = lat[what]
             name = f"{rate:>5}/s {what.replace('_', ' ').replace('publish to', 'publish→')}"
-            out.append(f"{name:<32} {_n(s['p50_ms'], 1):>7}  {_n(s['p99_ms'], 1):>8} "
-                       f"{_n(s['max_ms'], 1):>8}  {_n(s['samples']):>7}")
+            out.append(
+                f"{name:<32} {_n(s['p50_ms'], 1):>7}  {_n(s['p99_ms'], 1):>8} "
+                f"{_n(s['max_ms'], 1):>8}  {_n(s['samples']):>7}"
+            )
     e = r["edge"]
     out.append("")
     out.append("edge agent                      RSS MiB   CPU %   readings/s")
-    out.append(f"{'idle':<30} {_n(e['idle']['rss_mib'], 1):>8} "
-               f"{_n(e['idle']['cpu_percent'], 2):>7} {_n(e['idle']['readings_per_s'], 1):>12}")
-    out.append(f"{'streaming':<30} {_n(e['streaming']['rss_mib'], 1):>8} "
-               f"{_n(e['streaming']['cpu_percent'], 2):>7} "
-               f"{_n(e['streaming']['readings_per_s'], 1):>12}")
+    out.append(
+        f"{'idle':<30} {_n(e['idle']['rss_mib'], 1):>8} "
+        f"{_n(e['idle']['cpu_percent'], 2):>7} {_n(e['idle']['readings_per_s'], 1):>12}"
+    )
+    out.append(
+        f"{'streaming':<30} {_n(e['streaming']['rss_mib'], 1):>8} "
+        f"{_n(e['streaming']['cpu_percent'], 2):>7} "
+        f"{_n(e['streaming']['readings_per_s'], 1):>12}"
+    )
     rp = e["replay"]
-    out.append(f"replay after a {rp['disconnect_s']:.0f} s disconnect: backlog {rp['backlog']} "
-               f"readings drained at {_n(rp['readings_per_s'])} readings/s "
-               f"({_n(rp['x_live_rate'], 1)}x the live rate)")
+    out.append(
+        f"replay after a {rp['disconnect_s']:.0f} s disconnect: backlog {rp['backlog']} "
+        f"readings drained at {_n(rp['readings_per_s'])} readings/s "
+        f"({_n(rp['x_live_rate'], 1)}x the live rate)"
+    )
     out.append("")
     out.append("targets")
     for t in r["targets"].values():

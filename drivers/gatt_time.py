@@ -90,11 +90,8 @@ def decode_current_time(data: bytes) -> CurrentTime:
     return CurrentTime(t, dow, frac, reasons, bytes(data[:CURRENT_TIME_LEN]))
 
 
-def encode_current_time(
-    dt: datetime, *, fractions256: int = 0, adjust_reason: int = 0x01
-) -> bytes:
+def encode_current_time(dt: datetime, *, fractions256: int = 0, adjust_reason: int = 0x01) -> bytes:
     """The 10 octets that set a device's clock to the local wall-clock time ``dt``."""
-    return (
-        encode_date_time(device_time_from(dt))
-        + bytes((dt.isoweekday(), fractions256 & 0xFF, adjust_reason & 0x0F))
+    return encode_date_time(device_time_from(dt)) + bytes(
+        (dt.isoweekday(), fractions256 & 0xFF, adjust_reason & 0x0F)
     )

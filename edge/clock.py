@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from telehub.contract import HubClock
+from wire.contract import HubClock
 
 log = logging.getLogger(__name__)
 

@@ -106,8 +106,13 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     reconnect_max_seconds: float = 60.0  # MQTT reconnect backoff cap
 
     def __post_init__(self) -> None:
-        for name in ("outbox_max_bytes", "outbox_max_rows", "batch_size", "in_flight_messages",
-                     "max_ble_sessions"):
+        for name in (
+            "outbox_max_bytes",
+            "outbox_max_rows",
+            "batch_size",
+            "in_flight_messages",
+            "max_ble_sessions",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1")
         if not 0.0 < self.outbox_soft_fraction <= 1.0:

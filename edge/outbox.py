@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from telehub import contract
+from wire import contract
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,11 @@ class Outbox:
             db.execute("ROLLBACK")
             raise
         if dropped != self._dropped:
-            log.warning("outbox over soft limit: dropped %d continuous samples (total %d)",
-                        dropped - self._dropped, dropped)
+            log.warning(
+                "outbox over soft limit: dropped %d continuous samples (total %d)",
+                dropped - self._dropped,
+                dropped,
+            )
         self._rows, self._bytes, self._dropped = rows, size, dropped
         return new
 
@@ -273,9 +276,7 @@ class Outbox:
         """Remove rows by key (the gateway stored them); return how many were present."""
         return self.apply_receipt(keys, ())
 
-    def apply_receipt(
-        self, done: Iterable[str], rejected: Iterable[tuple[str, str]]
-    ) -> int:
+    def apply_receipt(self, done: Iterable[str], rejected: Iterable[tuple[str, str]]) -> int:
         """One transaction: delete the ``done`` keys (stored or duplicate); move the ``rejected``
         (key, reason) rows to the dead-letter table. Returns rows removed from the outbox."""
         db = self._db
@@ -375,8 +376,15 @@ class Outbox:
     def dead_letters(self) -> list[DeadLetter]:
         return [
             DeadLetter(
-                id=int(r[0]), at=float(r[1]), device=r[2], source=r[3], field=r[4], offset=r[5],
-                reason=str(r[6]), key=r[7], raw=bytes(r[8]),
+                id=int(r[0]),
+                at=float(r[1]),
+                device=r[2],
+                source=r[3],
+                field=r[4],
+                offset=r[5],
+                reason=str(r[6]),
+                key=r[7],
+                raw=bytes(r[8]),
             )
             for r in self._db.execute(
                 'SELECT id, at, device, source, field, "offset", reason, key, raw'

@@ -1,4 +1,4 @@
-"""Decoded device records -> wire readings (one :class:`telehub.contract.Reading` per metric).
+"""Decoded device records -> wire readings (one :class:`wire.contract.Reading` per metric).
 
 Idempotency (reference §7.1, the PHD IG conditional-create recipe): the key is built from the
 device, the patient, the metric's MDC code, and a *time token* taken from the device's own record:
@@ -18,7 +18,7 @@ replay carries the same values, so it still gets the same keys; two different me
 share a timestamp do not collapse into one. The group id (shared by the metrics of one record) is
 derived from the time token and the record's raw bytes.
 
-Clock provenance (``time_source``, see :data:`telehub.contract.TimeSource`):
+Clock provenance (``time_source``, see :data:`wire.contract.TimeSource`):
 
 =================== ============================================================================
 device              device timestamp known and the hub set the device clock on this connection
@@ -39,8 +39,8 @@ from zoneinfo import ZoneInfo
 
 from drivers.observation import DeviceTime, Kind, Measurement, Quantity
 from edge.clock import local_to_utc
-from telehub import contract
-from telehub.contract import HubClock, TimeSource
+from wire import contract
+from wire.contract import HubClock, TimeSource
 
 #: Kinds that become readings; the others are counted (battery level goes into the hub status).
 FORWARDED_KINDS = frozenset({Kind.SPOT, Kind.CONTINUOUS})
@@ -123,7 +123,10 @@ def to_readings(m: Measurement, ctx: RecordContext) -> list[contract.Reading]:
     when, source, device_time, time_flags = effective_time(m, ctx)
     raw = m.raw.hex()
     group = contract.idempotency_key(
-        device=ctx.device, patient=ctx.patient, mdc=0, time_token=token,
+        device=ctx.device,
+        patient=ctx.patient,
+        mdc=0,
+        time_token=token,
         supplemental=f"{m.source}:{raw}",
     )
     seen: Counter[int] = Counter()

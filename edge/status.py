@@ -1,6 +1,6 @@
 """What the hub knows about itself: counters, devices last seen, battery levels -> HubStatus.
 
-The wire :class:`telehub.contract.HubStatus` has no place for counters or battery levels yet, so the
+The wire :class:`wire.contract.HubStatus` has no place for counters or battery levels yet, so the
 edge publishes subclasses that add them (``counters`` on the status, ``battery`` per device). The
 gateway's decoder ignores unknown fields; whoever stores the raw status JSON keeps them.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from telehub import contract
+from wire import contract
 
 #: Devices kept in the status (most recently seen first); the hub has a handful.
 MAX_DEVICES_IN_STATUS = 64

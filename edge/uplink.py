@@ -36,8 +36,8 @@ import msgspec
 from edge.config import HubConfig
 from edge.outbox import Outbox, OutboxRow
 from edge.status import HubState
-from telehub import contract
-from telehub.mqtt import MqttClient, MqttError, MqttSettings, Will
+from wire import contract
+from wire.mqtt import MqttClient, MqttError, MqttSettings, Will
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,9 @@ class Uplink:
                 await client.connect()
             except MqttError as exc:
                 self.state.count("mqtt.connect_failed")
-                log.warning("mqtt connect to %s:%d failed: %s", self.settings.host,
-                            self.settings.port, exc)
+                log.warning(
+                    "mqtt connect to %s:%d failed: %s", self.settings.host, self.settings.port, exc
+                )
                 await _sleep_unless(stop, delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, cap)
                 continue
@@ -187,7 +188,10 @@ class Uplink:
             self.hub, "online" if state == "online" else "offline", self.outbox.stats()
         )
         await client.publish(
-            contract.status_topic(self.hub), contract.encode(status), qos=1, retain=True,
+            contract.status_topic(self.hub),
+            contract.encode(status),
+            qos=1,
+            retain=True,
             timeout=_PUBLISH_TIMEOUT,
         )
 
@@ -220,8 +224,11 @@ class Uplink:
         self.state.count("uplink.duplicates", len(receipt.duplicates))
         if receipt.rejected:
             self.state.count("uplink.rejected", len(receipt.rejected))
-            log.warning("gateway rejected %d reading(s) of message %s (kept as local dead "
-                        "letters)", len(receipt.rejected), receipt.msg_id)
+            log.warning(
+                "gateway rejected %d reading(s) of message %s (kept as local dead letters)",
+                len(receipt.rejected),
+                receipt.msg_id,
+            )
         entry = self._inflight.pop(receipt.msg_id, None)
         if entry is not None:
             # Rows of the message the receipt did not mention: send them again.
@@ -264,8 +271,9 @@ class Uplink:
         for after, upto in order:
             if upto is not None and upto <= after:
                 continue
-            rows = self.outbox.pending(self._batch, after=after, upto=upto,
-                                       max_bytes=self._max_bytes)
+            rows = self.outbox.pending(
+                self._batch, after=after, upto=upto, max_bytes=self._max_bytes
+            )
             if rows:
                 self._backlog_turn = upto is None  # next time, the other stream first
                 return rows
@@ -278,11 +286,17 @@ class Uplink:
         big = [r for r in rows if len(r.payload) > self._max_bytes]
         if not big:
             return rows
-        self.outbox.apply_receipt((), [
-            (r.key, f"reading: {len(r.payload)} bytes cannot be sent in a message under the "
-                    f"gateway's limit of {contract.MAX_PAYLOAD_BYTES} bytes")
-            for r in big
-        ])
+        self.outbox.apply_receipt(
+            (),
+            [
+                (
+                    r.key,
+                    f"reading: {len(r.payload)} bytes cannot be sent in a message under the "
+                    f"gateway's limit of {contract.MAX_PAYLOAD_BYTES} bytes",
+                )
+                for r in big
+            ],
+        )
         self.state.count("uplink.oversized", len(big))
         log.warning("%d reading(s) too large to send: moved to the local dead letters", len(big))
         return [r for r in rows if len(r.payload) <= self._max_bytes]
@@ -296,8 +310,12 @@ class Uplink:
             n = self.outbox.requeue(msg_id)
             self.state.count("uplink.receipt_timeouts")
             self._timeout = min(self._timeout * 2, self._max_timeout)
-            log.warning("no receipt for message %s in %.0fs: %d reading(s) re-queued", msg_id,
-                        entry.timeout, n)
+            log.warning(
+                "no receipt for message %s in %.0fs: %d reading(s) re-queued",
+                msg_id,
+                entry.timeout,
+                n,
+            )
 
     async def _wait_wake(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -277,55 +277,72 @@ def fleet_statements(fleet: Fleet) -> list[Statement]:
     """The idempotent SQL that makes the database match ``fleet`` (see the module docstring)."""
     out: list[Statement] = []
     for o in fleet.orgs:
-        out.append((
-            "INSERT INTO orgs (org_id, name, kind) VALUES (%s, %s, %s) ON CONFLICT (org_id) "
-            "DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind",
-            (o.id, o.name, o.kind),
-        ))
+        out.append(
+            (
+                "INSERT INTO orgs (org_id, name, kind) VALUES (%s, %s, %s) ON CONFLICT (org_id) "
+                "DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind",
+                (o.id, o.name, o.kind),
+            )
+        )
     for t in fleet.tokens:
-        out.append((
-            "INSERT INTO api_tokens (token_sha256, org_id, clinician, role) "
-            "VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (token_sha256) DO UPDATE SET org_id = EXCLUDED.org_id, "
-            "clinician = EXCLUDED.clinician, role = EXCLUDED.role",
-            (t.sha256, t.org, t.clinician, t.role),
-        ))
+        out.append(
+            (
+                "INSERT INTO api_tokens (token_sha256, org_id, clinician, role) "
+                "VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (token_sha256) DO UPDATE SET org_id = EXCLUDED.org_id, "
+                "clinician = EXCLUDED.clinician, role = EXCLUDED.role",
+                (t.sha256, t.org, t.clinician, t.role),
+            )
+        )
     for p in fleet.patients:
-        out.append((
-            "INSERT INTO patients (patient_id, display_name) VALUES (%s, %s) "
-            "ON CONFLICT (patient_id) DO UPDATE SET display_name = EXCLUDED.display_name",
-            (p.id, p.display_name),
-        ))
-        out.append((
-            "DELETE FROM patient_access WHERE patient_id = %s AND NOT org_id = ANY(%s)",
-            (p.id, list(p.orgs)),
-        ))
+        out.append(
+            (
+                "INSERT INTO patients (patient_id, display_name) VALUES (%s, %s) "
+                "ON CONFLICT (patient_id) DO UPDATE SET display_name = EXCLUDED.display_name",
+                (p.id, p.display_name),
+            )
+        )
+        out.append(
+            (
+                "DELETE FROM patient_access WHERE patient_id = %s AND NOT org_id = ANY(%s)",
+                (p.id, list(p.orgs)),
+            )
+        )
         for org in p.orgs:
-            out.append((
-                "INSERT INTO patient_access (patient_id, org_id) VALUES (%s, %s) "
-                "ON CONFLICT DO NOTHING",
-                (p.id, org),
-            ))
+            out.append(
+                (
+                    "INSERT INTO patient_access (patient_id, org_id) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    (p.id, org),
+                )
+            )
     for h in fleet.hubs:
-        out.append((
-            "INSERT INTO hubs (hub_id, org_id) VALUES (%s, %s) "
-            "ON CONFLICT (hub_id) DO UPDATE SET org_id = EXCLUDED.org_id",
-            (h.id, h.org),
-        ))
+        out.append(
+            (
+                "INSERT INTO hubs (hub_id, org_id) VALUES (%s, %s) "
+                "ON CONFLICT (hub_id) DO UPDATE SET org_id = EXCLUDED.org_id",
+                (h.id, h.org),
+            )
+        )
     for d in fleet.devices:
-        out.append((
-            "INSERT INTO devices (hub_id, device_id, patient_id, model) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (hub_id, device_id) DO UPDATE SET patient_id = EXCLUDED.patient_id, "
-            "model = EXCLUDED.model",
-            (d.hub, d.id, d.patient, d.model),
-        ))
+        out.append(
+            (
+                "INSERT INTO devices (hub_id, device_id, patient_id, model) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (hub_id, device_id) DO UPDATE SET "
+                "patient_id = EXCLUDED.patient_id, "
+                "model = EXCLUDED.model",
+                (d.hub, d.id, d.patient, d.model),
+            )
+        )
     for p in fleet.patients:
         keys = [r.rule_key for r in fleet.rules if r.patient == p.id]
-        out.append((
-            "UPDATE rules SET enabled = false WHERE patient_id = %s AND rule_key IS NOT NULL "
-            "AND NOT rule_key = ANY(%s) AND enabled",
-            (p.id, keys),
-        ))
+        out.append(
+            (
+                "UPDATE rules SET enabled = false WHERE patient_id = %s AND rule_key IS NOT NULL "
+                "AND NOT rule_key = ANY(%s) AND enabled",
+                (p.id, keys),
+            )
+        )
     for r in fleet.rules:
         out.append((
             "INSERT INTO rules (patient_id, rule_key, mdc, op, threshold, unit, severity, enabled, "
@@ -338,11 +355,13 @@ def fleet_statements(fleet: Fleet) -> list[Statement]:
              r.description),
         ))  # fmt: skip
     for w in fleet.webhooks:
-        out.append((
-            "INSERT INTO webhooks (org_id, url, secret) VALUES (%s, %s, %s) "
-            "ON CONFLICT (org_id, url) DO UPDATE SET secret = EXCLUDED.secret",
-            (w.org, w.url, w.secret),
-        ))
+        out.append(
+            (
+                "INSERT INTO webhooks (org_id, url, secret) VALUES (%s, %s, %s) "
+                "ON CONFLICT (org_id, url) DO UPDATE SET secret = EXCLUDED.secret",
+                (w.org, w.url, w.secret),
+            )
+        )
     return out
 
 

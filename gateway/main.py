@@ -70,7 +70,11 @@ def db_command(action: str, *, database_url: str | None, fleet: str | None) -> i
             apply_fleet(conn, spec)
         log.warning(
             "fleet applied: %d orgs, %d patients, %d hubs, %d devices, %d rules",
-            len(spec.orgs), len(spec.patients), len(spec.hubs), len(spec.devices), len(spec.rules),
+            len(spec.orgs),
+            len(spec.patients),
+            len(spec.hubs),
+            len(spec.devices),
+            len(spec.rules),
         )
         return 0
     except (FleetError, MigrationError) as exc:

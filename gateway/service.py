@@ -94,8 +94,9 @@ async def run_gateway(
         "api": server.serve_or_raise(sockets=sockets),
         "webhooks": worker.run(inner_stop),
     }
-    tasks = {asyncio.create_task(coro, name=f"gateway-{name}"): name
-             for name, coro in parts.items()}
+    tasks = {
+        asyncio.create_task(coro, name=f"gateway-{name}"): name for name, coro in parts.items()
+    }
     stop_waiter = asyncio.create_task(stop.wait())
     failure: BaseException | None = None
     try:
@@ -120,8 +121,9 @@ async def run_gateway(
         if pending:
             _, late = await asyncio.wait(pending, timeout=SHUTDOWN_TIMEOUT)
             for t in late:
-                log.warning("gateway %s did not stop in %.0fs; cancelling", tasks[t],
-                            SHUTDOWN_TIMEOUT)
+                log.warning(
+                    "gateway %s did not stop in %.0fs; cancelling", tasks[t], SHUTDOWN_TIMEOUT
+                )
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(stop_waiter, return_exceptions=True)
@@ -129,8 +131,7 @@ async def run_gateway(
         for t, name in tasks.items():
             if not t.cancelled() and t.exception() is not None:
                 failure = t.exception()
-                log.error("gateway %s failed while stopping: %s", name,
-                          type(failure).__name__)
+                log.error("gateway %s failed while stopping: %s", name, type(failure).__name__)
                 break
     if failure is not None:
         raise failure

@@ -86,6 +86,7 @@ class GatewaySettings(BaseSettings):
         gt=0,
         description="Seconds a batch transaction may take before it is abandoned (not acked).",
     )
+
     @field_validator(
         "session_expiry", "max_future_skew", "partition_maintenance_interval", mode="before"
     )

@@ -1,3 +1,4 @@
-"""telehub: the thin package shared by the edge agent and the gateway (wire contract, MQTT, CLI)."""
+"""telehub: the application on top of the parts — the ``telehub`` command, the demo and its
+embedded services. The wire contract and MQTT client live in :mod:`wire`."""
 
 __version__ = "0.1.0"

@@ -89,10 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the whole chain on simulated devices (embedded defaults)")
     d.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     d.add_argument("--patients", type=int, default=3)
-    d.add_argument("--mqtt-url", default=os.environ.get("TELEHUB_MQTT_URL"),
-                   help="use this broker instead of an embedded one")
-    d.add_argument("--database-url", default=os.environ.get("TELEHUB_DATABASE_URL"),
-                   help="use this PostgreSQL instead of an embedded one")
+    d.add_argument(
+        "--mqtt-url",
+        default=os.environ.get("TELEHUB_MQTT_URL"),
+        help="use this broker instead of an embedded one",
+    )
+    d.add_argument(
+        "--database-url",
+        default=os.environ.get("TELEHUB_DATABASE_URL"),
+        help="use this PostgreSQL instead of an embedded one",
+    )
     d.add_argument("--api-port", type=int, default=8080)
     d.add_argument("--data-dir", default="var/demo", help="embedded database and hub outboxes")
     d.add_argument("--seed", type=int, default=7)
@@ -104,8 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("gateway", help="run the ingester, alerting and the API (TELEHUB_* env)")
     g.add_argument("--migrate", action="store_true", help="apply database migrations first")
-    g.add_argument("--ingest-only", action="store_true",
-                   help="run only the ingester (scale ingest out behind shared subscriptions)")
+    g.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="run only the ingester (scale ingest out behind shared subscriptions)",
+    )
     g.set_defaults(func=_cmd_gateway)
 
     db = sub.add_parser("db", help="database administration")
@@ -138,8 +147,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if "decode" in args_list:
         i = args_list.index("decode")
         head = args_list[:i]
-        if all(a.startswith("--log-level") or (j > 0 and head[j - 1] == "--log-level")
-               for j, a in enumerate(head)):
+        if all(
+            a.startswith("--log-level") or (j > 0 and head[j - 1] == "--log-level")
+            for j, a in enumerate(head)
+        ):
             _setup_logging("WARNING")
             return _cmd_decode(args_list[i + 1 :])
     parser = build_parser()

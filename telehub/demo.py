@@ -35,10 +35,22 @@ DEMO_TOKENS = {
     "gp": "demo-token-gp-esbjerg",
     "esbjerg": "demo-token-esbjerg-homecare",
 }
-_NAMES = {150021: "systolic", 150022: "diastolic", 150023: "mean BP", 149546: "pulse",
-          188736: "weight", 150456: "SpO2", 149530: "pulse", 150364: "temperature",
-          188452: "temperature", 150448: "perfusion", 147842: "heart rate",
-          160184: "glucose", 160188: "glucose", 160020: "glucose"}
+_NAMES = {
+    150021: "systolic",
+    150022: "diastolic",
+    150023: "mean BP",
+    149546: "pulse",
+    188736: "weight",
+    150456: "SpO2",
+    149530: "pulse",
+    150364: "temperature",
+    188452: "temperature",
+    150448: "perfusion",
+    147842: "heart rate",
+    160184: "glucose",
+    160188: "glucose",
+    160020: "glucose",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,18 +148,31 @@ def _fleet_dict(
             for p in patients
         ],
         "hubs": [{"id": f"hub-{p}", "org": "esbjerg"} for p in patients],
-        "devices": [
-            {"id": dev, "hub": f"hub-{p}", "patient": p} for dev, p in bindings
-        ],
+        "devices": [{"id": dev, "hub": f"hub-{p}", "patient": p} for dev, p in bindings],
         "rules": [
             r
             for p in patients
             for r in (
-                {"key": "spo2-low", "patient": p, "mdc": 150456, "op": "<", "threshold": 90,
-                 "unit": "%", "severity": "critical", "description": "SpO2 below 90 %"},
-                {"key": "sys-high", "patient": p, "mdc": 150021, "op": ">=", "threshold": 180,
-                 "unit": "mm[Hg]", "severity": "critical",
-                 "description": "Systolic blood pressure at or above 180 mmHg"},
+                {
+                    "key": "spo2-low",
+                    "patient": p,
+                    "mdc": 150456,
+                    "op": "<",
+                    "threshold": 90,
+                    "unit": "%",
+                    "severity": "critical",
+                    "description": "SpO2 below 90 %",
+                },
+                {
+                    "key": "sys-high",
+                    "patient": p,
+                    "mdc": 150021,
+                    "op": ">=",
+                    "threshold": 180,
+                    "unit": "mm[Hg]",
+                    "severity": "critical",
+                    "description": "Systolic blood pressure at or above 180 mmHg",
+                },
             )
         ],
         "webhooks": [{"org": "ouh", "url": hook, "secret": "demo-webhook-secret"}],
@@ -219,8 +244,11 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO = sys.std
         patients = [p.patient_id for p in fleet.patients]
         hook = await stack.enter_async_context(webhook_receiver(console))
         central = Fleet.from_dict(
-            _fleet_dict([(b.address.upper(), b.patient_id) for b in fleet.bindings
-                         if b.transport == "ble"], patients, hook)
+            _fleet_dict(
+                [(b.address.upper(), b.patient_id) for b in fleet.bindings if b.transport == "ble"],
+                patients,
+                hook,
+            )
         )
         import psycopg
 
@@ -253,21 +281,27 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO = sys.std
         agents = []
         for pid in patients:
             hub = f"hub-{pid}"
-            devices = [DeviceBinding(address=b.address, patient=pid)
-                       for b in fleet.bindings if b.patient_id == pid and b.transport == "ble"]
+            devices = [
+                DeviceBinding(address=b.address, patient=pid)
+                for b in fleet.bindings
+                if b.patient_id == pid and b.transport == "ble"
+            ]
             config = HubConfig(
                 hub_id=hub,
                 mqtt=MqttConfig(url=mqtt_url, protocol=protocol, username=hub),
                 data_dir=str(data_dir / "hubs" / hub),
                 heartbeat_seconds=10.0,
                 limits=Limits(batch_size=50, receipt_timeout_seconds=10.0),
-                ble=BleConfig(scan_seconds=1.0, scan_pause_seconds=0.5, idle_timeout=10.0,
-                              retry_seconds=2.0),
+                ble=BleConfig(
+                    scan_seconds=1.0, scan_pause_seconds=0.5, idle_timeout=10.0, retry_seconds=2.0
+                ),
                 devices=devices,
             )
-            agents.append(asyncio.create_task(
-                run_agent(config, fleet.radio, stop=edge_stop), name=f"edge-{hub}"
-            ))
+            agents.append(
+                asyncio.create_task(
+                    run_agent(config, fleet.radio, stop=edge_stop), name=f"edge-{hub}"
+                )
+            )
         console.line(f"demo: {len(agents)} home hubs, {len(fleet.bindings)} simulated devices")
 
         async def measure() -> None:
@@ -280,8 +314,9 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO = sys.std
         try:
             waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait()), gateway]
             timeout = opts.duration
-            done, _ = await asyncio.wait(waiters, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             if gateway in done:
                 exc = gateway.exception()
                 log.error("gateway stopped: %r", exc)

@@ -1,6 +1,6 @@
 import psycopg
 
-from telehub.mqtt import MqttClient, MqttSettings
+from wire.mqtt import MqttClient, MqttSettings
 
 
 def test_fresh_db_is_empty_and_writable(fresh_db: str) -> None:

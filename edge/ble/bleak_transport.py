@@ -202,8 +202,7 @@ class BleakLink:
                 self._queue.put_nowait((key, bytes(data)))
             except asyncio.QueueFull:
                 self.dropped_notifications += 1
-                log.error("%s: notification queue full; record of %s dropped", self._address,
-                          key)
+                log.error("%s: notification queue full; record of %s dropped", self._address, key)
 
         self._handlers[key] = handler
         try:
@@ -226,8 +225,12 @@ class BleakLink:
                 await handler(data)
             except Exception as exc:  # noqa: BLE001 - any handler failure ends the link (doc), counted
                 self._t.handler_failures += 1
-                log.error("%s: handler of %s failed (%s); disconnecting", self._address, key,
-                          type(exc).__name__)
+                log.error(
+                    "%s: handler of %s failed (%s); disconnecting",
+                    self._address,
+                    key,
+                    type(exc).__name__,
+                )
                 self._disconnected.set()
                 with contextlib.suppress(*self._t._errors_or_timeout):
                     await asyncio.wait_for(self._require().disconnect(), DISCONNECT_TIMEOUT)

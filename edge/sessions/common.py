@@ -34,14 +34,18 @@ from edge.config import DeviceBinding, HubConfig
 from edge.outbox import Outbox, OutboxFull
 from edge.readings import RecordContext, to_readings
 from edge.status import HubState
-from telehub.contract import HubClock
+from wire.contract import HubClock
 
 log = logging.getLogger(__name__)
 
 #: Errors a buggy decoder might raise besides DecodeError; kept as dead letters like bad bytes
 #: (a decoder bug must not crash the session, and the bytes are what support needs to fix it).
 DECODER_BUG_ERRORS: tuple[type[Exception], ...] = (
-    ValueError, IndexError, KeyError, TypeError, ArithmeticError,
+    ValueError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ArithmeticError,
 )
 
 
@@ -133,8 +137,9 @@ class RecordSink:
             ns = env.now_ns()
             if patient is None:
                 env.state.count("records.unmapped_user")
-                log.info("%s: record of unmapped device user %s not forwarded", self.device,
-                         m.user_id)
+                log.info(
+                    "%s: record of unmapped device user %s not forwarded", self.device, m.user_id
+                )
             elif m.kind is Kind.CONTINUOUS and not self._keep_continuous(ns):
                 env.state.count("records.downsampled")
             else:
@@ -181,9 +186,18 @@ class RecordSink:
 
     def _dead_letter(self, err: DecodeError, raw: bytes) -> None:
         self.env.state.count("decode.errors")
-        log.warning("%s: undecodable record from %s: field %r at offset %d", self.device,
-                    err.source, err.field, err.offset)
+        log.warning(
+            "%s: undecodable record from %s: field %r at offset %d",
+            self.device,
+            err.source,
+            err.field,
+            err.offset,
+        )
         self.env.outbox.dead_letter(
-            raw, err.reason, device=self.device, source=err.source, field=err.field,
+            raw,
+            err.reason,
+            device=self.device,
+            source=err.source,
+            field=err.field,
             offset=err.offset,
         )

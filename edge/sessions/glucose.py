@@ -136,8 +136,12 @@ class GlucoseProcedure:
         await conn.read_battery()
         req = self.request()
         full = req.operator == racp.Operator.ALL_RECORDS
-        log.info("%s: RACP %s sync (last sequence %s)", self.device,
-                 "full" if full else "incremental", self.last_seq)
+        log.info(
+            "%s: RACP %s sync (last sequence %s)",
+            self.device,
+            "full" if full else "incremental",
+            self.last_seq,
+        )
         try:
             await conn.link.write(RACP, req.encode(), response=True, timeout=conn.timeout)
         except TransportError:
@@ -145,8 +149,14 @@ class GlucoseProcedure:
             raise
         outcome = await self._await_response(stop)
         self._flush()
-        log.info("%s: RACP %s: %d record(s), %d new reading(s), last sequence %s", self.device,
-                 outcome, self.records, conn.sink.stored, self.last_seq)
+        log.info(
+            "%s: RACP %s: %d record(s), %d new reading(s), last sequence %s",
+            self.device,
+            outcome,
+            self.records,
+            conn.sink.stored,
+            self.last_seq,
+        )
         return outcome
 
     async def _await_response(self, stop: asyncio.Event) -> str:

@@ -79,12 +79,12 @@ def resolve_serial_driver(lookup: DriverLookup, binding: DeviceBinding) -> Drive
         return d
     ids = binding.usb_ids
     if ids is None:
-        raise SerialConfigError(f"{binding.device_id}: a port binding needs driver = \"...\"")
+        raise SerialConfigError(f'{binding.device_id}: a port binding needs driver = "..."')
     found = [d for d in lookup.match_usb(*ids) if d.transport == "serial"]
     if len(found) != 1:
         names = ", ".join(d.key for d in found) or "none"
         raise SerialConfigError(
-            f"{binding.device_id}: USB {binding.usb} matches {names}: set driver = \"...\""
+            f'{binding.device_id}: USB {binding.usb} matches {names}: set driver = "..."'
         )
     return found[0]
 

@@ -21,6 +21,11 @@ async def run_spot(conn: GattConnection, stop: asyncio.Event) -> str:
     end = await conn.wait_end(stop, conn.env.config.ble.idle_timeout)
     if conn.failed is not None:
         raise SessionAborted(f"transfer refused: {type(conn.failed).__name__}")
-    log.info("%s: spot session ended (%s): %d record(s), %d new reading(s)",
-             conn.binding.device_id, end, conn.sink.records, conn.sink.stored)
+    log.info(
+        "%s: spot session ended (%s): %d record(s), %d new reading(s)",
+        conn.binding.device_id,
+        end,
+        conn.sink.records,
+        conn.sink.stored,
+    )
     return end

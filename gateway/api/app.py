@@ -77,7 +77,9 @@ def create_app(
     ctx = ApiContext(
         dsn=dsn,
         pool=make_pool(
-            dsn, max_size=pool_max_size, acquire_timeout=acquire_timeout,
+            dsn,
+            max_size=pool_max_size,
+            acquire_timeout=acquire_timeout,
             statement_timeout_ms=int(query_timeout * 1000),
         ),
         broadcaster=AlertBroadcaster(queue_size=stream_queue_size, on_alert=on_alert),

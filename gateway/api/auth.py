@@ -73,8 +73,9 @@ async def authenticate(
     if row is None:
         raise _unauthorized("unknown token", "invalid_token")
     org_id, clinician, role = row
-    return Principal(org_id=org_id, clinician=clinician,
-                     role="operator" if role == "operator" else "clinician")
+    return Principal(
+        org_id=org_id, clinician=clinician, role="operator" if role == "operator" else "clinician"
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

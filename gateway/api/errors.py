@@ -91,8 +91,9 @@ _DESCRIPTIONS: Final = {
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries documenting the error model for these statuses."""
-    return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(s, "Error")}
-            for s in statuses}
+    return {
+        s: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(s, "Error")} for s in statuses
+    }
 
 
 def error_json(
@@ -121,8 +122,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         details = [
-            ErrorDetail(loc=[p for p in e.get("loc", ()) if isinstance(p, str | int)],
-                        msg=str(e.get("msg", "")))
+            ErrorDetail(
+                loc=[p for p in e.get("loc", ()) if isinstance(p, str | int)],
+                msg=str(e.get("msg", "")),
+            )
             for e in exc.errors()
         ]
         return error_json(422, "invalid_request", "invalid request parameters", details=details)
@@ -130,8 +133,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_db_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         # PoolTimeout is an OperationalError too: no connection within the acquire timeout
         log.warning("database unavailable: %s", type(exc).__name__)
-        return error_json(503, "database_unavailable", "the database is unavailable",
-                          headers={"Retry-After": "5"})
+        return error_json(
+            503, "database_unavailable", "the database is unavailable", headers={"Retry-After": "5"}
+        )
 
     async def on_internal(_request: Request, exc: Exception) -> JSONResponse:
         # the API boundary: the traceback is logged (no request data), the client gets the model

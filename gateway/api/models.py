@@ -59,8 +59,9 @@ class ReadingOut(_Out):
     mdc: int = Field(description="MDC metric code.")
     metric: str | None = Field(description="Name of the metric, if the gateway knows it.")
     loinc: list[str]
-    value: str | None = Field(description="Decimal as text with the device's precision; null "
-                              "iff special is set.")
+    value: str | None = Field(
+        description="Decimal as text with the device's precision; null iff special is set."
+    )
     unit: str = Field(description="UCUM unit.")
     mdc_unit: int
     special: str | None = Field(description="nan | nres | +inf | -inf | reserved ...")
@@ -78,8 +79,10 @@ class ReadingsPage(_Out):
     from_: datetime = Field(serialization_alias="from")
     to: datetime
     count: int
-    truncated: bool = Field(description="True if more readings match than `limit`: the newest "
-                            "`limit` are returned; narrow the range to see the rest.")
+    truncated: bool = Field(
+        description="True if more readings match than `limit`: the newest "
+        "`limit` are returned; narrow the range to see the rest."
+    )
     readings: list[ReadingOut] = Field(description="Newest first.")
 
 

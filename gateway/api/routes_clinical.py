@@ -73,8 +73,10 @@ async def list_readings(
     patient_id: PatientId,
     from_: Annotated[
         AwareDatetime | None,
-        Query(alias="from", description="Start (inclusive), ISO 8601 with offset. "
-              "Default: `to` minus 24 h."),
+        Query(
+            alias="from",
+            description="Start (inclusive), ISO 8601 with offset. Default: `to` minus 24 h.",
+        ),
     ] = None,
     to: Annotated[
         AwareDatetime | None,
@@ -104,10 +106,15 @@ async def list_readings(
         )
         rows = await cur.fetchall()
     truncated = len(rows) > limit
-    readings = [ReadingOut.model_validate({**r, "metric": metric_name(r["mdc"])})
-                for r in rows[:limit]]
+    readings = [
+        ReadingOut.model_validate({**r, "metric": metric_name(r["mdc"])}) for r in rows[:limit]
+    ]
     return ReadingsPage(
-        patient_id=patient_id, from_=start, to=end, count=len(readings), truncated=truncated,
+        patient_id=patient_id,
+        from_=start,
+        to=end,
+        count=len(readings),
+        truncated=truncated,
         readings=readings,
     )
 
@@ -125,8 +132,10 @@ async def list_alerts(
     patient_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ALERTS)] = 100,
 ) -> AlertList:
-    where = ["EXISTS (SELECT 1 FROM patient_access pa WHERE pa.patient_id = a.patient_id "
-             "AND pa.org_id = %s)"]
+    where = [
+        "EXISTS (SELECT 1 FROM patient_access pa WHERE pa.patient_id = a.patient_id "
+        "AND pa.org_id = %s)"
+    ]
     params: list[object] = [principal.org_id]
     if status == "open":
         where.append("a.acknowledged_at IS NULL")

@@ -50,12 +50,15 @@ async def health(ctx: Ctx) -> JSONResponse:
         log.warning("health: database unreachable (%s)", type(exc).__name__)
         database = "unreachable"
     stream: dict[str, int | bool] = {
-        "running": ctx.stream_running, "listening": ctx.broadcaster.listening.is_set()}
+        "running": ctx.stream_running,
+        "listening": ctx.broadcaster.listening.is_set(),
+    }
     stream.update(asdict(ctx.broadcaster.stats()))
     ingester = dict(ctx.ingester_stats()) if ctx.ingester_stats is not None else None
     ok = database == "ok"
-    body = Health(status="ok" if ok else "unavailable", database=database, stream=stream,
-                  ingester=ingester)
+    body = Health(
+        status="ok" if ok else "unavailable", database=database, stream=stream, ingester=ingester
+    )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
 
 
@@ -106,8 +109,8 @@ async def list_dead_letters(
         await cur.execute(
             f"""SELECT id, received_at, hub_id, topic, reading_key, reason,
                     octet_length(payload) AS payload_size,
-                    CASE WHEN {'TRUE' if include_payload else 'FALSE'} THEN payload END AS payload
-                FROM dead_letters WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s""",
+                    CASE WHEN {"TRUE" if include_payload else "FALSE"} THEN payload END AS payload
+                FROM dead_letters WHERE {" AND ".join(where)} ORDER BY id DESC LIMIT %s""",
             params,
         )
         rows = await cur.fetchall()
@@ -151,8 +154,12 @@ async def list_deliveries(
                 FROM alert_deliveries d JOIN webhooks w USING (webhook_id)
                 WHERE ({status_sql}) AND (%(all_orgs)s OR w.org_id = %(org)s)
                 ORDER BY d.alert_id DESC, d.webhook_id LIMIT %(limit)s""",
-            {"failed": FAILED_SENTINEL, "all_orgs": principal.is_operator,
-             "org": principal.org_id, "limit": limit},
+            {
+                "failed": FAILED_SENTINEL,
+                "all_orgs": principal.is_operator,
+                "org": principal.org_id,
+                "limit": limit,
+            },
         )
         rows = await cur.fetchall()
     return DeliveryList(deliveries=[Delivery.model_validate(r) for r in rows])

@@ -87,16 +87,12 @@ class EventStreamResponse(Response):
         self.stuck_grace = stuck_grace
         self.status_code = 200
         self.background = None
-        self.init_headers(
-            {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
-        )
+        self.init_headers({"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tasks: list[asyncio.Task[None]] = []
         try:
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-            )
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             tasks = [
                 asyncio.create_task(self._pump(send)),
                 asyncio.create_task(self._until_disconnect(receive)),
@@ -134,15 +130,15 @@ class EventStreamResponse(Response):
             while True:
                 if isinstance(item, StreamClosed):
                     chunks.append(_control("close", {"reason": item.reason}))
-                    await send({"type": "http.response.body", "body": b"".join(chunks),
-                                "more_body": False})
+                    await send(
+                        {"type": "http.response.body", "body": b"".join(chunks), "more_body": False}
+                    )
                     return
                 chunks.append(format_event(item))
                 if len(chunks) >= MAX_EVENTS_PER_WRITE or self.sub.queue.empty():
                     break
                 item = self.sub.queue.get_nowait()
-            await send({"type": "http.response.body", "body": b"".join(chunks),
-                        "more_body": True})
+            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
 
     @staticmethod
     async def _until_disconnect(receive: Receive) -> None:
@@ -162,8 +158,12 @@ class EventStreamResponse(Response):
     summary="Live alerts of the caller's organisation (server-sent events)",
     response_class=EventStreamResponse,
     status_code=200,
-    responses={200: {"content": {"text/event-stream": {}},
-                     "description": "An endless text/event-stream (see module docs)."}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "An endless text/event-stream (see module docs).",
+        }
+    },
 )
 async def alert_stream(ctx: Ctx, principal: CurrentPrincipal) -> Response:
     sub = ctx.broadcaster.subscribe(principal.org_id)

@@ -72,8 +72,10 @@ def _choose_mode(conn: psycopg.Connection[Any], prefer: StoragePreference) -> St
     except psycopg.Error as exc:
         if prefer == "timescaledb":
             raise MigrationError(f"CREATE EXTENSION timescaledb failed: {exc}") from exc
-        log.warning("timescaledb is available but CREATE EXTENSION failed (%s); "
-                    "using native partitioning", type(exc).__name__)
+        log.warning(
+            "timescaledb is available but CREATE EXTENSION failed (%s); using native partitioning",
+            type(exc).__name__,
+        )
         return "partitioned"
     return "timescaledb"
 
@@ -112,7 +114,8 @@ def apply_migrations(conn: psycopg.Connection[Any], mode: StorageMode) -> list[i
 
 
 def ensure_partitions(
-    conn: psycopg.Connection[Any], months_back: int = MONTHS_BACK,
+    conn: psycopg.Connection[Any],
+    months_back: int = MONTHS_BACK,
     months_ahead: int = MONTHS_AHEAD,
 ) -> int:
     """Create missing monthly partitions around now (no-op under TimescaleDB); returns the count."""

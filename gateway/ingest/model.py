@@ -127,9 +127,7 @@ class Counters:
     rejected_by_code: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, int]:
-        out = {
-            k: v for k in self.__dataclass_fields__ if isinstance(v := getattr(self, k), int)
-        }
+        out = {k: v for k in self.__dataclass_fields__ if isinstance(v := getattr(self, k), int)}
         for code, n in sorted(self.rejected_by_code.items()):
             out[f"rejected.{code}"] = n
         return out

@@ -2,7 +2,7 @@
 
 :class:`Outcome` is one inbound message after validation; :func:`batch_write` assembles the
 batch's database work; :func:`settle` turns the committed results into one
-:class:`telehub.contract.Receipt` per readings message (``stored``: inserted now, and by the first
+:class:`wire.contract.Receipt` per readings message (``stored``: inserted now, and by the first
 message of the batch that carried the key; ``duplicates``: everything else that was valid;
 ``rejected``: each rejected reading with its reason, or every readable key of a message rejected
 as a whole — the reading's key is None when it could not be read).
@@ -15,8 +15,8 @@ from datetime import datetime
 
 from gateway.ingest.model import AlertChange, DeadLetter, NormalizedReading, Reject
 from gateway.ingest.store import BatchWrite, StatusItem, WriteResult
-from telehub import contract
-from telehub.mqtt import Message
+from wire import contract
+from wire.mqtt import Message
 
 
 @dataclass
@@ -103,5 +103,12 @@ def settle(results: list[tuple[list[Outcome], WriteResult]]) -> Settled:
                     msg_id=o.msg_id, stored=rs, duplicates=ds, rejected=rejected
                 )
                 receipts.append((contract.receipts_topic(o.hub), contract.encode(receipt)))
-    return Settled(tuple(stored), tuple(duplicates), tuple(dead), tuple(alerts), tuple(receipts),
-                   statuses, skipped)
+    return Settled(
+        tuple(stored),
+        tuple(duplicates),
+        tuple(dead),
+        tuple(alerts),
+        tuple(receipts),
+        statuses,
+        skipped,
+    )

@@ -1,7 +1,7 @@
 """The ingest loop: MQTT in, PostgreSQL, receipts out, PUBACK after commit.
 
 Connection: one psycopg AsyncConnection (autocommit; each batch is one explicit transaction) and
-one :class:`telehub.mqtt.MqttClient` with ``manual_ack=True``, ``clean_start=False``, a stable
+one :class:`wire.mqtt.MqttClient` with ``manual_ack=True``, ``clean_start=False``, a stable
 client id and a session expiry (MQTT 5) or ``clean_session=False`` (3.1.1): the broker keeps
 every unacknowledged QoS 1 message and redelivers it after a reconnect. Readings are subscribed
 at QoS 1 on ``contract.READINGS_FILTER`` (as ``$share/<group>/...`` when a shared-subscription
@@ -21,7 +21,7 @@ Per batch:
 1. validate every message (:mod:`gateway.ingest.validate`, :mod:`gateway.ingest.presence`) and
    check device bindings (:mod:`gateway.ingest.devices`);
 2. store everything in one transaction (:mod:`gateway.ingest.store`) and commit;
-3. only then publish one :class:`telehub.contract.Receipt` per readings message on
+3. only then publish one :class:`wire.contract.Receipt` per readings message on
    ``receipts_topic(hub)`` (QoS 1), and ``ack()`` every message of the batch: on the wire, the
    receipts precede the PUBACKs. The broker's PUBACKs of the receipts are awaited before the next
    batch's receipts go out (meanwhile the next batch is written), so at most one batch of
@@ -73,8 +73,8 @@ from gateway.ingest.validate import (
     parse_readings_message,
 )
 from gateway.settings import GatewaySettings
-from telehub import contract
-from telehub.mqtt import Message, MqttClient, MqttError, MqttSettings
+from wire import contract
+from wire.mqtt import Message, MqttClient, MqttError, MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,12 @@ class Ingester:
                         self.counters.db_errors += 1
                     if self._session_was_up:  # it had worked: start the backoff afresh
                         delay = self.settings.reconnect_min
-                    log.warning("ingester session ended (%s: %s); reconnecting in %.1fs",
-                                type(exc).__name__, _short(exc), delay)
+                    log.warning(
+                        "ingester session ended (%s: %s); reconnecting in %.1fs",
+                        type(exc).__name__,
+                        _short(exc),
+                        delay,
+                    )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), delay)
                     delay = min(delay * 2, self.settings.reconnect_max)
@@ -304,7 +308,9 @@ class Ingester:
             if hub is None or leaf not in ("readings", "status"):
                 o = Outcome(m, hub, "other")
                 o.message_reject = Reject(
-                    "topic", f"topic: {m.topic!r} is not a telehub readings/status topic", None,
+                    "topic",
+                    f"topic: {m.topic!r} is not a telehub readings/status topic",
+                    None,
                     m.payload[: contract.MAX_PAYLOAD_BYTES],
                 )
                 out.append(o)
@@ -364,21 +370,35 @@ class Ingester:
             if len(outcomes) == 1:
                 o = outcomes[0]
                 self.counters.poison_messages += 1
-                log.error("database refused a message from hub %s (%s); dead-lettering it",
-                          o.hub, exc.sqlstate)
-                reason = f"storage: the database refused this message ({exc.sqlstate}: " \
-                         f"{_short(exc)})"
-                keys = tuple(r.key for r in o.accepted) + tuple(
-                    r.key for r in o.rejected if r.key) + o.message_keys
+                log.error(
+                    "database refused a message from hub %s (%s); dead-lettering it",
+                    o.hub,
+                    exc.sqlstate,
+                )
+                reason = (
+                    f"storage: the database refused this message ({exc.sqlstate}: {_short(exc)})"
+                )
+                keys = (
+                    tuple(r.key for r in o.accepted)
+                    + tuple(r.key for r in o.rejected if r.key)
+                    + o.message_keys
+                )
                 poisoned = Outcome(
-                    o.message, o.hub, o.kind, o.msg_id,
-                    message_reject=Reject("storage", reason, None,
-                                          o.message.payload[: contract.MAX_PAYLOAD_BYTES]),
+                    o.message,
+                    o.hub,
+                    o.kind,
+                    o.msg_id,
+                    message_reject=Reject(
+                        "storage", reason, None, o.message.payload[: contract.MAX_PAYLOAD_BYTES]
+                    ),
                     message_keys=keys,
                 )
                 return [([poisoned], await self._write(conn, [poisoned]))]
-            log.warning("database refused a batch of %d messages (%s); retrying one by one",
-                        len(outcomes), exc.sqlstate)
+            log.warning(
+                "database refused a batch of %d messages (%s); retrying one by one",
+                len(outcomes),
+                exc.sqlstate,
+            )
         results: list[tuple[list[Outcome], WriteResult]] = []
         for o in outcomes:
             results.extend(await self._write_isolating_poison(conn, [o]))
@@ -407,13 +427,16 @@ class Ingester:
         settled = settle(results)
         self._count(messages, outcomes, settled)
         if settled.receipts:
-            self._receipts = (mqtt.publish_many(settled.receipts),
-                              asyncio.get_running_loop().time() + RECEIPT_TIMEOUT)
+            self._receipts = (
+                mqtt.publish_many(settled.receipts),
+                asyncio.get_running_loop().time() + RECEIPT_TIMEOUT,
+            )
         for m in messages:
             mqtt.ack(m)
         self.last_batch_at = datetime.now(UTC)
-        batch = StoredBatch(settled.stored, settled.duplicates, settled.dead, settled.alerts,
-                            settled.status_updates)
+        batch = StoredBatch(
+            settled.stored, settled.duplicates, settled.dead, settled.alerts, settled.status_updates
+        )
         if self.on_stored is not None:
             self.on_stored(batch)
         return batch
@@ -448,8 +471,14 @@ class Ingester:
         for (hub, code), n in sorted(by_code.items()):
             c.rejected_by_code[code] += n
             log.warning("dead-lettered %d from hub %s: %s", n, hub, code)
-        log.debug("batch: %d messages, %d stored, %d duplicates, %d rejected, %d alerts",
-                  len(messages), len(s.stored), len(s.duplicates), len(s.dead), len(s.alerts))
+        log.debug(
+            "batch: %d messages, %d stored, %d duplicates, %d rejected, %d alerts",
+            len(messages),
+            len(s.stored),
+            len(s.duplicates),
+            len(s.dead),
+            len(s.alerts),
+        )
 
 
 def _short(exc: BaseException) -> str:

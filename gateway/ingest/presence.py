@@ -23,7 +23,7 @@ import psycopg
 
 from gateway.ingest.model import Reject
 from gateway.ingest.validate import utf8_error_at
-from telehub import contract
+from wire import contract
 
 _NUL_ESCAPE = b"\\u0000"
 
@@ -53,8 +53,9 @@ def parse_status(topic_hub: str, payload: bytes) -> StatusUpdate | Reject | None
     try:
         st = contract.decode_status(payload)
     except UnicodeDecodeError:
-        return Reject("utf8", f"status: not valid UTF-8 (byte {utf8_error_at(payload)})", None,
-                      payload)
+        return Reject(
+            "utf8", f"status: not valid UTF-8 (byte {utf8_error_at(payload)})", None, payload
+        )
     except msgspec.ValidationError as exc:
         reason = str(exc).replace("`", "'")
         return Reject("status-schema", f"status: {reason}", None, payload)

@@ -111,9 +111,10 @@ async def _copy_readings(
 ) -> frozenset[tuple[str, datetime]]:
     """The optimistic way: COPY straight into ``readings`` (UniqueViolation on a duplicate)."""
     seen: set[tuple[str, datetime]] = set()
-    async with conn.cursor() as cur, cur.copy(
-        f"COPY readings ({_COLS}) FROM STDIN (FORMAT BINARY)"
-    ) as copy:
+    async with (
+        conn.cursor() as cur,
+        cur.copy(f"COPY readings ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
         copy.set_types(list(COPY_TYPES))
         for r in readings:
             k = (r.key, r.time)
@@ -222,8 +223,9 @@ async def write_batch(
     return result
 
 
-async def _write(conn: psycopg.AsyncConnection[Any], batch: BatchWrite, mode: WriteMode, *,
-                 careful: bool) -> tuple[WriteResult, _Seen]:
+async def _write(
+    conn: psycopg.AsyncConnection[Any], batch: BatchWrite, mode: WriteMode, *, careful: bool
+) -> tuple[WriteResult, _Seen]:
     async with conn.transaction():
         if careful:
             inserted = await _insert_readings(conn, batch.readings)
@@ -238,12 +240,16 @@ async def _write(conn: psycopg.AsyncConnection[Any], batch: BatchWrite, mode: Wr
                 reason = f"hub: unknown hub {item.update.hub!r}"
                 payload = item.update.payload.encode()
                 dead.append(
-                    DeadLetter(item.update.hub, item.topic, Reject("hub-unknown", reason, None,
-                                                                   payload))
+                    DeadLetter(
+                        item.update.hub, item.topic, Reject("hub-unknown", reason, None, payload)
+                    )
                 )
         await _insert_dead(conn, dead)
         seen = await _last_seen(conn, batch, mode)
-        fresh = batch.readings if not careful else [
-            r for r in batch.readings if (r.key, r.time) in inserted]
+        fresh = (
+            batch.readings
+            if not careful
+            else [r for r in batch.readings if (r.key, r.time) in inserted]
+        )
         alerts = await raise_alerts(conn, fresh)
     return WriteResult(inserted, tuple(dead), applied, alerts, careful), seen

@@ -42,7 +42,7 @@ import msgspec
 from drivers.observation import Special
 from gateway import catalog
 from gateway.ingest.model import NormalizedReading, Reject
-from telehub import contract
+from wire import contract
 
 KINDS: Final = frozenset({"spot", "continuous", "intermediate", "control", "device"})
 SPECIALS: Final = frozenset(s.value for s in Special)
@@ -141,23 +141,8 @@ def parse_readings_message(topic_hub: str, payload: bytes) -> ParsedMessage | Re
         )
     try:
         msg = contract.decode_message(payload)
-    except UnicodeDecodeError:
-        return RejectedMessage(
-            Reject("utf8", f"payload: not valid UTF-8 (byte {utf8_error_at(payload)})", None,
-                   payload),
-            None,
-            (),
-        )
-    except msgspec.ValidationError as exc:
-        version = _version_reject(payload)
-        if version is not None:
-            return _salvage(payload, version)
-        reason = f"message: does not match the ReadingsMessage schema: {_msgspec_reason(exc)}"
-        return _salvage(payload, Reject("schema", reason, None, payload))
-    except msgspec.DecodeError as exc:
-        return RejectedMessage(
-            Reject("json", f"payload: malformed JSON: {exc}", None, payload), None, ()
-        )
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return _undecodable_message(payload, exc)
     if msg.v != contract.SCHEMA_VERSION:
         return _salvage(payload, _unsupported(msg.v, payload))
     if "\0" in msg.hub or "\0" in msg.msg_id:
@@ -170,6 +155,30 @@ def parse_readings_message(topic_hub: str, payload: bytes) -> ParsedMessage | Re
         reason = f"hub: message hub {msg.hub!r} does not match the topic's hub {topic_hub!r}"
         return _salvage(payload, Reject("hub-mismatch", reason, None, payload))
     return ParsedMessage(msg.hub, msg.msg_id, msg.readings)
+
+
+def _undecodable_message(
+    payload: bytes, exc: msgspec.DecodeError | UnicodeDecodeError
+) -> RejectedMessage:
+    """Why a payload could not be decoded as a ReadingsMessage.
+
+    Invalid UTF-8 is classified by us (:func:`utf8_error_at`), never by the decoder's exception
+    type or text: msgspec has reported it as ``UnicodeDecodeError`` and as ``DecodeError`` with
+    different messages across releases.
+    """
+    if (at := utf8_error_at(payload)) >= 0:
+        return RejectedMessage(
+            Reject("utf8", f"payload: not valid UTF-8 (byte {at})", None, payload), None, ()
+        )
+    if isinstance(exc, msgspec.ValidationError):
+        version = _version_reject(payload)
+        if version is not None:
+            return _salvage(payload, version)
+        reason = f"message: does not match the ReadingsMessage schema: {_msgspec_reason(exc)}"
+        return _salvage(payload, Reject("schema", reason, None, payload))
+    return RejectedMessage(
+        Reject("json", f"payload: malformed JSON: {exc}", None, payload), None, ()
+    )
 
 
 def _unsupported(v: object, payload: bytes) -> Reject:
@@ -251,34 +260,36 @@ def check_reading(
         return _bad(data, "nul", "reading: contains a NUL character (\\u0000)", key_of(data))
     try:
         r = contract.decode_reading(raw)
-    except msgspec.ValidationError as exc:
-        return _bad(data, "reading-schema", f"reading: {_msgspec_reason(exc)}", key_of(data))
-    except UnicodeDecodeError:
-        return _bad(data, "utf8", f"reading: not valid UTF-8 (byte {utf8_error_at(data)})",
-                    key_of(data))
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # as for whole messages: UTF-8 is checked by us, not read from the decoder's error
+        if (at := utf8_error_at(data)) >= 0:
+            return _bad(data, "utf8", f"reading: not valid UTF-8 (byte {at})", key_of(data))
+        if isinstance(exc, msgspec.ValidationError):
+            return _bad(data, "reading-schema", f"reading: {_msgspec_reason(exc)}", key_of(data))
         return _bad(data, "reading-schema", f"reading: malformed: {exc}", None)
     key = r.key
     if not 0 < len(key) <= MAX_KEY_LENGTH:
-        return _bad(data, "key", f"key: length {len(key)} is not within 1-{MAX_KEY_LENGTH}",
-                    None)
+        return _bad(data, "key", f"key: length {len(key)} is not within 1-{MAX_KEY_LENGTH}", None)
     if r.kind not in KINDS:
-        return _bad(data, "kind",
-                    f"kind: unknown kind {r.kind!r} (expected one of {sorted(KINDS)})", key)
+        return _bad(
+            data, "kind", f"kind: unknown kind {r.kind!r} (expected one of {sorted(KINDS)})", key
+        )
     metric = catalog.metric(r.mdc)
     if metric is None:
         return _bad(data, "mdc-unknown", f"mdc: unknown MDC code {r.mdc}", key)
     info = _unit_info(metric, r.unit)
     if info is None:
         return _bad(
-            data, "unit",
+            data,
+            "unit",
             f"unit: {r.unit!r} is not a unit of MDC {r.mdc} ({metric.name}; accepted: "
             f"{', '.join(metric.units)} or a unit that converts to one)",
             key,
         )
     if r.mdc_unit != info.code:
         return _bad(
-            data, "mdc-unit",
+            data,
+            "mdc-unit",
             f"mdc_unit: {r.mdc_unit} does not match unit {r.unit!r} (MDC unit {info.code})",
             key,
         )
@@ -294,8 +305,7 @@ def check_reading(
     if r.orig_value is not None:
         orig_value = _decimal(r.orig_value)
         if orig_value is None:
-            return _bad(data, "value", f"orig_value: {r.orig_value!r} is not a finite decimal",
-                        key)
+            return _bad(data, "value", f"orig_value: {r.orig_value!r} is not a finite decimal", key)
     if r.special is not None:
         if r.special not in SPECIALS:
             return _bad(data, "special", f"special: unknown special value {r.special!r}", key)
@@ -308,8 +318,7 @@ def check_reading(
             return _bad(data, "special", "value: null without a special value", key)
         value = _decimal(r.value)
         if value is None:
-            return _bad(data, "value", f"value: {r.value!r} is not a finite decimal number",
-                        key)
+            return _bad(data, "value", f"value: {r.value!r} is not a finite decimal number", key)
         if info.canonical != r.unit:
             if orig_value is None and orig_unit is None:
                 orig_value, orig_unit = value, r.unit
@@ -318,7 +327,8 @@ def check_reading(
         rng = info.range
         if not rng.low <= value <= rng.high:
             return _bad(
-                data, "range",
+                data,
+                "range",
                 f"value: {value} {unit} is outside the plausible range {rng.low}-{rng.high} "
                 f"{unit} for MDC {r.mdc} ({metric.name})",
                 key,
@@ -329,7 +339,8 @@ def check_reading(
         return _bad(data, "time", "received_at: has no UTC offset", key)
     if r.time > now + max_future_skew:
         return _bad(
-            data, "time",
+            data,
+            "time",
             f"time: {r.time.isoformat()} is more than {max_future_skew} ahead of the gateway "
             f"clock ({now.isoformat(timespec='seconds')})",
             key,

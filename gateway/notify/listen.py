@@ -45,8 +45,12 @@ async def listen_forever(
                     dsn, autocommit=True, connect_timeout=max(1, round(connect_timeout))
                 )
         except (psycopg.OperationalError, TimeoutError) as exc:
-            log.warning("LISTEN %s: cannot connect (%s); retrying in %.1fs",
-                        channel, type(exc).__name__, delay)
+            log.warning(
+                "LISTEN %s: cannot connect (%s); retrying in %.1fs",
+                channel,
+                type(exc).__name__,
+                delay,
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, retry_max)
             continue
@@ -65,7 +69,11 @@ async def listen_forever(
                         await conn.execute("SELECT 1")
         except (psycopg.Error, TimeoutError) as exc:
             # psycopg.Error also covers a failing catch-up query: retry it with the connection
-            log.warning("LISTEN %s: connection lost (%s); reconnecting in %.1fs",
-                        channel, type(exc).__name__, delay)
+            log.warning(
+                "LISTEN %s: connection lost (%s); reconnecting in %.1fs",
+                channel,
+                type(exc).__name__,
+                delay,
+            )
         await asyncio.sleep(delay)
         delay = min(delay * 2, retry_max)

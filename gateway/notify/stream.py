@@ -213,8 +213,13 @@ class AlertBroadcaster:
 
         tasks = [
             asyncio.create_task(
-                listen_forever(dsn, ALERTS_CHANNEL, on_notify, on_connected=on_connected,
-                               check_interval=check_interval),
+                listen_forever(
+                    dsn,
+                    ALERTS_CHANNEL,
+                    on_notify,
+                    on_connected=on_connected,
+                    check_interval=check_interval,
+                ),
                 name="alert-stream-listen",
             ),
             asyncio.create_task(self._fetch_loop(pool, query_timeout), name="alert-stream-fetch"),
@@ -242,8 +247,9 @@ class AlertBroadcaster:
             except (psycopg.Error, TimeoutError) as exc:
                 # keep the ids and try again shortly; counted in stats, visible in /health
                 self._fetch_errors += 1
-                log.warning("live stream: fetching %d alerts failed (%s)", len(ids),
-                            type(exc).__name__)
+                log.warning(
+                    "live stream: fetching %d alerts failed (%s)", len(ids), type(exc).__name__
+                )
                 self._pending.update(ids)
                 await asyncio.sleep(1.0)
                 self._wake.set()

@@ -30,9 +30,11 @@ async def cancel_and_wait(
             t.cancel()
         remaining = deadline - loop.time()
         if remaining <= 0:
-            log.warning("%d task(s) did not stop after cancellation: %s", len(pending),
-                        sorted(t.get_name() if isinstance(t, asyncio.Task) else "future"
-                               for t in pending))
+            log.warning(
+                "%d task(s) did not stop after cancellation: %s",
+                len(pending),
+                sorted(t.get_name() if isinstance(t, asyncio.Task) else "future" for t in pending),
+            )
             return
         _, pending = await asyncio.wait(pending, timeout=min(retry_interval, remaining))
     for t in tasks:

@@ -174,8 +174,12 @@ class WebhookWorker:
             await pool.open(wait=False)
         wake = asyncio.Event()
         listener = asyncio.create_task(
-            listen_forever(self.dsn, ALERTS_CHANNEL, lambda _payload: wake.set(),
-                           on_connected=self._on_listening),
+            listen_forever(
+                self.dsn,
+                ALERTS_CHANNEL,
+                lambda _payload: wake.set(),
+                on_connected=self._on_listening,
+            ),
             name="webhook-listen",
         )
         log.info("webhook worker started")
@@ -277,8 +281,12 @@ class WebhookWorker:
                             (attempt, claim.alert_id, claim.webhook_id),
                         )
                         self.stats.delivered += 1
-                        log.info("webhook delivered: alert %d webhook %d attempt %d",
-                                 claim.alert_id, claim.webhook_id, attempt)
+                        log.info(
+                            "webhook delivered: alert %d webhook %d attempt %d",
+                            claim.alert_id,
+                            claim.webhook_id,
+                            attempt,
+                        )
                         continue
                     permanent = error in ("webhook removed", "alert removed")
                     give_up = permanent or attempt >= opts.max_attempts
@@ -287,17 +295,32 @@ class WebhookWorker:
                                next_attempt_at = CASE WHEN %s THEN %s
                                    ELSE now() + make_interval(secs => %s) END
                            WHERE alert_id = %s AND webhook_id = %s""",
-                        (attempt, error, give_up, FAILED_SENTINEL, backoff_delay(attempt, opts),
-                         claim.alert_id, claim.webhook_id),
+                        (
+                            attempt,
+                            error,
+                            give_up,
+                            FAILED_SENTINEL,
+                            backoff_delay(attempt, opts),
+                            claim.alert_id,
+                            claim.webhook_id,
+                        ),
                     )
                     self.stats.failed_attempts += 1
                     if give_up:
                         self.stats.gave_up += 1
-                        log.warning("webhook failed for good: alert %d webhook %d after %d "
-                                    "attempts", claim.alert_id, claim.webhook_id, attempt)
+                        log.warning(
+                            "webhook failed for good: alert %d webhook %d after %d attempts",
+                            claim.alert_id,
+                            claim.webhook_id,
+                            attempt,
+                        )
                     else:
-                        log.info("webhook attempt %d failed: alert %d webhook %d",
-                                 attempt, claim.alert_id, claim.webhook_id)
+                        log.info(
+                            "webhook attempt %d failed: alert %d webhook %d",
+                            attempt,
+                            claim.alert_id,
+                            claim.webhook_id,
+                        )
 
 
 async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:

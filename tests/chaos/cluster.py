@@ -67,7 +67,11 @@ class Proc:
         if self._log is None:
             self._log = open(self.logfile, "ab")  # noqa: SIM115 - kept open across restarts
         self.proc = subprocess.Popen(
-            self.argv, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log,
+            self.argv,
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         self.starts += 1
@@ -186,9 +190,20 @@ class Cluster:
         assert self.pg_proxy is not None
         self.broker = Mosquitto(c.workdir / "mosquitto", BROKER_CONFIG)
         self.broker.start()
-        self.ingester = Proc("ingester", [
-            sys.executable, "-m", "telehub.cli", "--log-level", "INFO", "gateway", "--ingest-only",
-        ], self._ingester_env(), c.workdir / "ingester.log")
+        self.ingester = Proc(
+            "ingester",
+            [
+                sys.executable,
+                "-m",
+                "telehub.cli",
+                "--log-level",
+                "INFO",
+                "gateway",
+                "--ingest-only",
+            ],
+            self._ingester_env(),
+            c.workdir / "ingester.log",
+        )
         self.ingester.start()
         self.wait_ingester_connected(1, 60)
         for i in range(c.hubs):
@@ -218,8 +233,9 @@ class Cluster:
     @property
     def proxied_dsn(self) -> str:
         assert self.pg_proxy is not None
-        return psycopg.conninfo.make_conninfo(self.dsn, host="127.0.0.1",
-                                              port=str(self.pg_proxy.port))
+        return psycopg.conninfo.make_conninfo(
+            self.dsn, host="127.0.0.1", port=str(self.pg_proxy.port)
+        )
 
     def hub_ids(self) -> list[str]:
         return [f"chaos-{self.run_id}-h{i:02d}" for i in range(self.cfg.hubs)]
@@ -229,31 +245,36 @@ class Cluster:
         c = self.cfg
         migrate(self.dsn)
         hubs = self.hub_ids()
-        fleet = Fleet.from_dict({
-            "orgs": [{"id": "chaos", "name": "Chaos", "kind": "operator"}],
-            "patients": [{"id": patient_of(h), "orgs": ["chaos"]} for h in hubs],
-            "hubs": [{"id": h, "org": "chaos"} for h in hubs],
-            "devices": [
-                {"id": device_of(h, d, c.devices), "hub": h, "patient": patient_of(h)}
-                for h in hubs for d in range(c.devices)
-            ],
-        })
+        fleet = Fleet.from_dict(
+            {
+                "orgs": [{"id": "chaos", "name": "Chaos", "kind": "operator"}],
+                "patients": [{"id": patient_of(h), "orgs": ["chaos"]} for h in hubs],
+                "hubs": [{"id": h, "org": "chaos"} for h in hubs],
+                "devices": [
+                    {"id": device_of(h, d, c.devices), "hub": h, "patient": patient_of(h)}
+                    for h in hubs
+                    for d in range(c.devices)
+                ],
+            }
+        )
         with psycopg.connect(self.dsn) as conn:
             apply_fleet(conn, fleet)
 
     def _ingester_env(self) -> dict[str, str]:
         assert self.broker is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith("TELEHUB_")}
-        env.update({
-            "TELEHUB_DATABASE_URL": self.proxied_dsn,
-            "TELEHUB_MQTT_URL": self.broker.url,
-            "TELEHUB_INGESTER_CLIENT_ID": f"chaos-ingester-{self.run_id}",
-            "TELEHUB_SESSION_EXPIRY": "3600",
-            "TELEHUB_RECONNECT_MIN": "0.2",
-            "TELEHUB_RECONNECT_MAX": "2",
-            "TELEHUB_DB_TIMEOUT": "15",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "TELEHUB_DATABASE_URL": self.proxied_dsn,
+                "TELEHUB_MQTT_URL": self.broker.url,
+                "TELEHUB_INGESTER_CLIENT_ID": f"chaos-ingester-{self.run_id}",
+                "TELEHUB_SESSION_EXPIRY": "3600",
+                "TELEHUB_RECONNECT_MIN": "0.2",
+                "TELEHUB_RECONNECT_MAX": "2",
+                "TELEHUB_DB_TIMEOUT": "15",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     def _hub(self, i: int) -> Hub:
@@ -265,15 +286,32 @@ class Cluster:
         data_dir.mkdir(parents=True, exist_ok=True)
         proxy = TcpProxy(("127.0.0.1", self.broker.port)).start()
         argv = [
-            sys.executable, "-m", "tests.chaos.hub", "--hub-id", hub_id, "--url", proxy.url(),
-            "--data-dir", str(data_dir), "--quota", str(quota),
-            "--rate", f"{c.rate / c.hubs:.3f}", "--devices", str(c.devices),
-            "--batch", str(c.batch), "--window", str(c.window),
-            "--receipt-timeout", str(c.receipt_timeout),
+            sys.executable,
+            "-m",
+            "tests.chaos.hub",
+            "--hub-id",
+            hub_id,
+            "--url",
+            proxy.url(),
+            "--data-dir",
+            str(data_dir),
+            "--quota",
+            str(quota),
+            "--rate",
+            f"{c.rate / c.hubs:.3f}",
+            "--devices",
+            str(c.devices),
+            "--batch",
+            str(c.batch),
+            "--window",
+            str(c.window),
+            "--receipt-timeout",
+            str(c.receipt_timeout),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        return Hub(hub_id, quota, data_dir, proxy,
-                   Proc(hub_id, argv, env, c.workdir / f"{hub_id}.log"))
+        return Hub(
+            hub_id, quota, data_dir, proxy, Proc(hub_id, argv, env, c.workdir / f"{hub_id}.log")
+        )
 
     # -- observation ------------------------------------------------------------------------------
     def wait_ingester_connected(self, count: int, timeout: float) -> bool:
@@ -350,6 +388,8 @@ class Cluster:
         if self.pg is not None:
             self.pg.stop_quietly()
         if self.shared_db is not None:
-            with contextlib.suppress(psycopg.Error), \
-                    psycopg.connect(self.cfg.admin_dsn, autocommit=True) as conn:
+            with (
+                contextlib.suppress(psycopg.Error),
+                psycopg.connect(self.cfg.admin_dsn, autocommit=True) as conn,
+            ):
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.shared_db}" WITH (FORCE)')

@@ -28,8 +28,10 @@ class FaultRecord:
     def line(self, index: int, total: int) -> str:
         stored = "?" if self.stored is None else str(self.stored)
         verdict = "ok" if self.happened else "NOT APPLIED"
-        return (f"fault {index}/{total} {self.name}: t={self.at:.1f}s {self.detail}; "
-                f"sent={self.sent} stored={stored} [{verdict}]")
+        return (
+            f"fault {index}/{total} {self.name}: t={self.at:.1f}s {self.detail}; "
+            f"sent={self.sent} stored={stored} [{verdict}]"
+        )
 
 
 @dataclass
@@ -45,8 +47,9 @@ class Timing:
 Fault = Callable[[Cluster, Timing, int], FaultRecord]
 
 
-def _record(cluster: Cluster, name: str, t0: float, detail: str, happened: bool,
-            **extra: int) -> FaultRecord:
+def _record(
+    cluster: Cluster, name: str, t0: float, detail: str, happened: bool, **extra: int
+) -> FaultRecord:
     return FaultRecord(name, t0, detail, happened, cluster.sent(), cluster.stored(), dict(extra))
 
 
@@ -62,9 +65,15 @@ def ingester_sigkill(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
     time.sleep(timing.ingester_down)
     ing.start()
     up = cluster.wait_ingester_connected(connected + 1, 60)
-    return _record(cluster, "ingester-sigkill", t0,
-                   f"pid {old}->{ing.pid}, down {timing.ingester_down:.1f}s, reconnected={up}",
-                   old != ing.pid and up, pid_before=old or 0, pid_after=ing.pid or 0)
+    return _record(
+        cluster,
+        "ingester-sigkill",
+        t0,
+        f"pid {old}->{ing.pid}, down {timing.ingester_down:.1f}s, reconnected={up}",
+        old != ing.pid and up,
+        pid_before=old or 0,
+        pid_after=ing.pid or 0,
+    )
 
 
 def broker_sigkill(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
@@ -79,10 +88,16 @@ def broker_sigkill(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
     time.sleep(timing.broker_down)
     broker.start()
     up = cluster.wait_ingester_connected(connected + 1, 60)
-    return _record(cluster, "broker-sigkill", t0,
-                   f"mosquitto pid {old}->{broker.proc.pid}, down {timing.broker_down:.1f}s, "
-                   f"ingester reconnected={up}", old != broker.proc.pid and up,
-                   pid_before=old, pid_after=broker.proc.pid)
+    return _record(
+        cluster,
+        "broker-sigkill",
+        t0,
+        f"mosquitto pid {old}->{broker.proc.pid}, down {timing.broker_down:.1f}s, "
+        f"ingester reconnected={up}",
+        old != broker.proc.pid and up,
+        pid_before=old,
+        pid_after=broker.proc.pid,
+    )
 
 
 def postgres_restart(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
@@ -98,20 +113,30 @@ def postgres_restart(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
         cluster.pg.start()
         new = cluster.pg.pid
         up = cluster.wait_ingester_connected(connected + 1, 60)
-        return _record(cluster, "postgres-restart", t0,
-                       f"postmaster pid {old}->{new} (stop -m immediate), down "
-                       f"{timing.pg_down:.1f}s, ingester reconnected={up}",
-                       old is not None and new is not None and old != new and up,
-                       pid_before=old or 0, pid_after=new or 0)
+        return _record(
+            cluster,
+            "postgres-restart",
+            t0,
+            f"postmaster pid {old}->{new} (stop -m immediate), down "
+            f"{timing.pg_down:.1f}s, ingester reconnected={up}",
+            old is not None and new is not None and old != new and up,
+            pid_before=old or 0,
+            pid_after=new or 0,
+        )
     with psycopg.connect(cluster.cfg.admin_dsn, autocommit=True) as admin:
         rows = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", (cluster.shared_db,)
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (cluster.shared_db,),
         ).fetchall()
     up = cluster.wait_ingester_connected(connected + 1, 60)
-    return _record(cluster, "postgres-terminate", t0,
-                   f"{len(rows)} backend(s) terminated, ingester reconnected={up}",
-                   len(rows) > 0 and up)
+    return _record(
+        cluster,
+        "postgres-terminate",
+        t0,
+        f"{len(rows)} backend(s) terminated, ingester reconnected={up}",
+        len(rows) > 0 and up,
+    )
 
 
 def postgres_cut(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
@@ -126,9 +151,14 @@ def postgres_cut(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
     time.sleep(timing.pg_cut)
     proxy.resume()
     up = cluster.wait_ingester_connected(connected + 1, 60)
-    return _record(cluster, "postgres-cut", t0,
-                   f"{cut} connection(s) cut, refused {timing.pg_cut:.1f}s, "
-                   f"ingester reconnected={up}", cut > 0 and up, cut=cut)
+    return _record(
+        cluster,
+        "postgres-cut",
+        t0,
+        f"{cut} connection(s) cut, refused {timing.pg_cut:.1f}s, ingester reconnected={up}",
+        cut > 0 and up,
+        cut=cut,
+    )
 
 
 def hub_sigkill(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
@@ -154,10 +184,16 @@ def hub_sigkill(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
     victim.proc.kill()
     time.sleep(timing.hub_down)
     victim.proc.start()
-    return _record(cluster, "hub-sigkill", t0,
-                   f"{victim.hub_id} pid {old}->{victim.proc.pid} with {in_flight} reading(s) "
-                   "in flight", old != victim.proc.pid and in_flight > 0, in_flight=in_flight,
-                   pid_before=old or 0, pid_after=victim.proc.pid or 0)
+    return _record(
+        cluster,
+        "hub-sigkill",
+        t0,
+        f"{victim.hub_id} pid {old}->{victim.proc.pid} with {in_flight} reading(s) in flight",
+        old != victim.proc.pid and in_flight > 0,
+        in_flight=in_flight,
+        pid_before=old or 0,
+        pid_after=victim.proc.pid or 0,
+    )
 
 
 def network_cut(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
@@ -182,12 +218,19 @@ def network_cut(cluster: Cluster, timing: Timing, n: int) -> FaultRecord:
         time.sleep(0.2)
     for h in cluster.hubs:
         h.proxy.resume()
-    back = _wait(lambda: all(h.proxy.accepted > b for h, b in zip(cluster.hubs, before,
-                                                                    strict=True)), 60)
-    return _record(cluster, "network-cut", t0,
-                   f"{cut} hub connection(s) cut, down {timing.net_cut:.1f}s, "
-                   f"offline recorded for {offline_seen}/{len(hub_ids)} hubs, reconnected={back}",
-                   cut >= len(hub_ids) and back, cut=cut, offline=offline_seen)
+    back = _wait(
+        lambda: all(h.proxy.accepted > b for h, b in zip(cluster.hubs, before, strict=True)), 60
+    )
+    return _record(
+        cluster,
+        "network-cut",
+        t0,
+        f"{cut} hub connection(s) cut, down {timing.net_cut:.1f}s, "
+        f"offline recorded for {offline_seen}/{len(hub_ids)} hubs, reconnected={back}",
+        cut >= len(hub_ids) and back,
+        cut=cut,
+        offline=offline_seen,
+    )
 
 
 def _wait(cond: Callable[[], bool], timeout: float) -> bool:

@@ -30,7 +30,7 @@ from edge.config import HubConfig, Limits, MqttConfig
 from edge.outbox import Outbox, OutboxFull
 from edge.readings import RecordContext, to_readings
 from edge.uplink import Uplink
-from telehub import contract
+from wire import contract
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,14 @@ def spo2_record(hub: str, g: int, devices: int, now: datetime, tz: ZoneInfo) -> 
         source="2a5e",
         raw=g.to_bytes(8, "little") + b"\x5e\x2a",
         observations=(
-            Observation(150456, Quantity(Decimal(90 + g % 10), "%", 262688),
-                        loinc=("59408-5", "2708-6")),
+            Observation(
+                150456, Quantity(Decimal(90 + g % 10), "%", 262688), loinc=("59408-5", "2708-6")
+            ),
         ),
         kind=Kind.SPOT,
-        timestamp=DeviceTime(local.year, local.month, local.day, local.hour, local.minute,
-                             local.second),
+        timestamp=DeviceTime(
+            local.year, local.month, local.day, local.hour, local.minute, local.second
+        ),
         clock_set=True,
         sequence=g,
     )
@@ -79,7 +81,13 @@ def spo2_record(hub: str, g: int, devices: int, now: datetime, tz: ZoneInfo) -> 
 
 
 async def generate(
-    outbox: Outbox, uplink: Uplink, hub: str, *, quota: int, rate: float, devices: int,
+    outbox: Outbox,
+    uplink: Uplink,
+    hub: str,
+    *,
+    quota: int,
+    rate: float,
+    devices: int,
     stop: asyncio.Event,
 ) -> None:
     """Commit readings ``chaos.next .. quota-1`` at ``rate`` per second."""
@@ -123,16 +131,28 @@ def hub_config(args: argparse.Namespace) -> HubConfig:
 
 async def run(args: argparse.Namespace) -> int:
     config = hub_config(args)
-    outbox = Outbox(config.outbox_path, max_rows=config.limits.outbox_max_rows,
-                    max_bytes=config.limits.outbox_max_bytes,
-                    soft_fraction=config.limits.outbox_soft_fraction)
+    outbox = Outbox(
+        config.outbox_path,
+        max_rows=config.limits.outbox_max_rows,
+        max_bytes=config.limits.outbox_max_bytes,
+        soft_fraction=config.limits.outbox_soft_fraction,
+    )
     uplink = Uplink(config, outbox)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    gen = asyncio.create_task(generate(outbox, uplink, config.hub_id, quota=args.quota,
-                                       rate=args.rate, devices=args.devices, stop=stop))
+    gen = asyncio.create_task(
+        generate(
+            outbox,
+            uplink,
+            config.hub_id,
+            quota=args.quota,
+            rate=args.rate,
+            devices=args.devices,
+            stop=stop,
+        )
+    )
     try:
         await uplink.run(stop)
     finally:
@@ -160,8 +180,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     return asyncio.run(run(args))
 
 

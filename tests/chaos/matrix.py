@@ -40,8 +40,14 @@ DEFAULT_ADMIN_DSN = os.environ.get("TELEHUB_TEST_DSN", "postgresql://postgres@12
 
 #: Hub counters worth printing: evidence that re-sends happened and were deduplicated.
 HUB_COUNTERS = (
-    "uplink.readings_sent", "uplink.stored", "uplink.duplicates", "uplink.requeued_on_connect",
-    "uplink.receipt_timeouts", "mqtt.connected", "mqtt.connect_failed", "chaos.outbox_full",
+    "uplink.readings_sent",
+    "uplink.stored",
+    "uplink.duplicates",
+    "uplink.requeued_on_connect",
+    "uplink.receipt_timeouts",
+    "mqtt.connected",
+    "mqtt.connect_failed",
+    "chaos.outbox_full",
 )
 
 
@@ -86,23 +92,38 @@ class MatrixResult:
 
     @property
     def ok(self) -> bool:
-        return (self.result.clean and self.drained and self.outbox_left == 0
-                and all(f.happened for f in self.faults))
+        return (
+            self.result.clean
+            and self.drained
+            and self.outbox_left == 0
+            and all(f.happened for f in self.faults)
+        )
 
 
 def run_matrix(cfg: MatrixConfig, report: Report) -> MatrixResult:
     workdir = cfg.workdir or Path(tempfile.mkdtemp(prefix="telehub-chaos-"))
     duration = cfg.generation_seconds()
     rate = cfg.readings / duration
-    cluster = Cluster(ClusterConfig(
-        workdir=workdir, readings=cfg.readings, hubs=cfg.hubs, devices=cfg.devices, rate=rate,
-        batch=cfg.batch, window=cfg.window, receipt_timeout=cfg.receipt_timeout,
-        postgres=cfg.postgres, admin_dsn=cfg.admin_dsn,
-    ))
+    cluster = Cluster(
+        ClusterConfig(
+            workdir=workdir,
+            readings=cfg.readings,
+            hubs=cfg.hubs,
+            devices=cfg.devices,
+            rate=rate,
+            batch=cfg.batch,
+            window=cfg.window,
+            receipt_timeout=cfg.receipt_timeout,
+            postgres=cfg.postgres,
+            admin_dsn=cfg.admin_dsn,
+        )
+    )
     plan = [name for _ in range(cfg.fault_rounds()) for name in cfg.faults]
-    report(f"setup: {cfg.readings} readings from {cfg.hubs} hubs x {cfg.devices} devices at "
-           f"{rate:.0f}/s for ~{duration:.0f}s; postgres={cfg.postgres}; faults={len(plan)}; "
-           f"workdir={workdir}")
+    report(
+        f"setup: {cfg.readings} readings from {cfg.hubs} hubs x {cfg.devices} devices at "
+        f"{rate:.0f}/s for ~{duration:.0f}s; postgres={cfg.postgres}; faults={len(plan)}; "
+        f"workdir={workdir}"
+    )
     ok = False
     try:
         cluster.start()
@@ -118,22 +139,28 @@ def run_matrix(cfg: MatrixConfig, report: Report) -> MatrixResult:
             report(rec.line(i + 1, len(plan)))
         drained, left = _drain(cluster, cfg, duration)
         committed, _, _ = cluster.outbox_totals()
-        report(f"drain: t={cluster.elapsed():.1f}s drained={drained} committed={committed} "
-               f"left_in_outboxes={left} stored={cluster.stored()}")
+        report(
+            f"drain: t={cluster.elapsed():.1f}s drained={drained} committed={committed} "
+            f"left_in_outboxes={left} stored={cluster.stored()}"
+        )
         cluster.stop_hubs()
         hub_dead = sum(h.local_dead_letters() for h in cluster.hubs)
         counters = cluster.hub_counters()
-        report("hubs: " + " ".join(f"{k}={counters.get(k, 0)}" for k in HUB_COUNTERS)
-               + " (counted by each hub process since its last start)")
+        report(
+            "hubs: "
+            + " ".join(f"{k}={counters.get(k, 0)}" for k in HUB_COUNTERS)
+            + " (counted by each hub process since its last start)"
+        )
         assert cluster.ingester is not None
         cluster.ingester.stop()
         result = reconcile(cluster)
-        report(f"reconcile: key_unstable={result.key_unstable} unexpected={result.unexpected} "
-               f"dead_letters={result.dead_letters} hub_dead_letters={hub_dead} "
-               f"ingester_starts={cluster.ingester.starts} "
-               f"hub_starts={sum(h.proc.starts for h in cluster.hubs)}"
-               + (f" missing(first)={list(result.missing_sample)}" if result.missing_sample
-                  else ""))
+        report(
+            f"reconcile: key_unstable={result.key_unstable} unexpected={result.unexpected} "
+            f"dead_letters={result.dead_letters} hub_dead_letters={hub_dead} "
+            f"ingester_starts={cluster.ingester.starts} "
+            f"hub_starts={sum(h.proc.starts for h in cluster.hubs)}"
+            + (f" missing(first)={list(result.missing_sample)}" if result.missing_sample else "")
+        )
         out = MatrixResult(records, result, drained, left, hub_dead, cluster.elapsed())
         ok = out.ok
         report(result.last_line())
@@ -163,40 +190,69 @@ def _drain(cluster: Cluster, cfg: MatrixConfig, duration: float) -> tuple[bool, 
 
 
 def parse_args(argv: list[str] | None = None) -> MatrixConfig:
-    p = argparse.ArgumentParser(prog="python -m tests.chaos.matrix", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m tests.chaos.matrix",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--readings", type=int, default=2000)
     p.add_argument("--hubs", type=int, default=4)
     p.add_argument("--devices", type=int, default=4, help="devices per hub")
-    p.add_argument("--duration", type=float, default=None,
-                   help="seconds of generation (default: max(40, readings/800))")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="times the fault list is applied (default: one per 3 min, at least 1)")
-    p.add_argument("--faults", default=",".join(FAULTS),
-                   help=f"comma-separated subset of {','.join(FAULTS)}")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds of generation (default: max(40, readings/800))",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="times the fault list is applied (default: one per 3 min, at least 1)",
+    )
+    p.add_argument(
+        "--faults", default=",".join(FAULTS), help=f"comma-separated subset of {','.join(FAULTS)}"
+    )
     p.add_argument("--batch", type=int, default=100, help="readings per hub message")
     p.add_argument("--window", type=int, default=4, help="hub messages in flight")
     p.add_argument("--receipt-timeout", type=float, default=5.0)
     p.add_argument("--drain-timeout", type=float, default=None)
-    p.add_argument("--postgres", choices=["embedded", "shared"], default="embedded",
-                   help="embedded: a server of its own that the restart fault stops and starts; "
-                   "shared: a fresh database on --admin-dsn (restart = terminate backends)")
+    p.add_argument(
+        "--postgres",
+        choices=["embedded", "shared"],
+        default="embedded",
+        help="embedded: a server of its own that the restart fault stops and starts; "
+        "shared: a fresh database on --admin-dsn (restart = terminate backends)",
+    )
     p.add_argument("--admin-dsn", default=DEFAULT_ADMIN_DSN)
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--log-level", default="WARNING")
     a = p.parse_args(argv)
-    logging.basicConfig(level=a.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=a.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     faults = tuple(f for f in a.faults.split(",") if f)
     unknown = [f for f in faults if f not in FAULTS]
     if unknown:
         p.error(f"unknown fault(s) {unknown}; choose from {list(FAULTS)}")
     return MatrixConfig(
-        readings=a.readings, hubs=a.hubs, devices=a.devices, duration=a.duration,
-        rounds=a.rounds, faults=faults, batch=a.batch, window=a.window,
-        receipt_timeout=a.receipt_timeout, drain_timeout=a.drain_timeout, postgres=a.postgres,
-        admin_dsn=a.admin_dsn, workdir=a.workdir, keep=a.keep,
+        readings=a.readings,
+        hubs=a.hubs,
+        devices=a.devices,
+        duration=a.duration,
+        rounds=a.rounds,
+        faults=faults,
+        batch=a.batch,
+        window=a.window,
+        receipt_timeout=a.receipt_timeout,
+        drain_timeout=a.drain_timeout,
+        postgres=a.postgres,
+        admin_dsn=a.admin_dsn,
+        workdir=a.workdir,
+        keep=a.keep,
     )
 
 

@@ -71,8 +71,13 @@ class EmbeddedPostgres:
         if os.geteuid() == 0:
             user = SYSTEM_USER
         subprocess.run(
-            args, check=True, timeout=timeout, user=user, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            args,
+            check=True,
+            timeout=timeout,
+            user=user,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
 
     def init(self) -> None:
@@ -88,14 +93,39 @@ class EmbeddedPostgres:
             _open_path_for(entry, self.pgdata)
             os.chown(self.logfile, entry.pw_uid, entry.pw_gid)
             _open_path_for(entry, _bin_dir())
-        self._run([str(_bin_dir() / "initdb"), "-D", str(self.pgdata), "--auth=trust",
-                   "--encoding=utf8", "-U", "postgres"])
+        self._run(
+            [
+                str(_bin_dir() / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "--auth=trust",
+                "--encoding=utf8",
+                "-U",
+                "postgres",
+            ]
+        )
 
     def start(self, timeout: float = 60.0) -> None:
-        opts = (f"-h 127.0.0.1 -p {self.port} -k {self.pgdata} -c fsync=on "
-                "-c synchronous_commit=on -c max_connections=50")
-        self._run([str(_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.logfile),
-                   "-o", opts, "-w", "-t", str(int(timeout)), "start"], timeout=timeout + 5)
+        opts = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.pgdata} -c fsync=on "
+            "-c synchronous_commit=on -c max_connections=50"
+        )
+        self._run(
+            [
+                str(_bin_dir() / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.logfile),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ],
+            timeout=timeout + 5,
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -108,8 +138,20 @@ class EmbeddedPostgres:
 
     def stop(self, mode: str = "fast", timeout: float = 60.0) -> None:
         """``mode``: ``fast`` (clean) or ``immediate`` (like a crash: recovery at next start)."""
-        self._run([str(_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w",
-                   "-t", str(int(timeout)), "stop"], timeout=timeout + 5)
+        self._run(
+            [
+                str(_bin_dir() / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "stop",
+            ],
+            timeout=timeout + 5,
+        )
 
     @property
     def pid(self) -> int | None:

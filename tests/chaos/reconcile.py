@@ -38,8 +38,10 @@ class Reconciliation:
         return self.lost == 0 and self.duplicates == 0 and self.unexpected == 0
 
     def last_line(self) -> str:
-        return (f"chaos: sent={self.sent} stored={self.stored} lost={self.lost} "
-                f"duplicates={self.duplicates}")
+        return (
+            f"chaos: sent={self.sent} stored={self.stored} lost={self.lost} "
+            f"duplicates={self.duplicates}"
+        )
 
 
 _SUMMARY = """
@@ -76,8 +78,11 @@ def reconcile(cluster: Cluster) -> Reconciliation:
     params = {"hubs": hubs, "sent": sent, "devices": cluster.cfg.devices}
     stored, dups, unstable, unexpected = (int(str(v)) for v in _query(cluster, _SUMMARY, params)[0])
     # rows of other hubs (none expected) are unexpected too
-    others = int(str(cluster.query(
-        "SELECT count(*) FROM readings WHERE NOT hub_id = ANY(%s)", (hubs,))[0][0]))
+    others = int(
+        str(
+            cluster.query("SELECT count(*) FROM readings WHERE NOT hub_id = ANY(%s)", (hubs,))[0][0]
+        )
+    )
     dead = int(str(cluster.query("SELECT count(*) FROM dead_letters")[0][0]))
     total = sum(sent)
     missing: tuple[tuple[str, int], ...] = ()

@@ -24,7 +24,11 @@ def test_chaos_matrix_small(tmp_path: Path) -> None:
     report = "\n".join(lines)
 
     assert [f.name for f in out.faults] == [
-        "ingester-sigkill", "broker-sigkill", "postgres-restart", "postgres-cut", "hub-sigkill",
+        "ingester-sigkill",
+        "broker-sigkill",
+        "postgres-restart",
+        "postgres-cut",
+        "hub-sigkill",
         "network-cut",
     ], report
     assert len(out.faults) == len(FAULTS)
@@ -39,7 +43,12 @@ def test_chaos_matrix_small(tmp_path: Path) -> None:
     assert all(f.happened for f in out.faults), report
 
     assert out.result == Reconciliation(
-        sent=N, stored=N, duplicates=0, key_unstable=0, unexpected=0, dead_letters=0,
+        sent=N,
+        stored=N,
+        duplicates=0,
+        key_unstable=0,
+        unexpected=0,
+        dead_letters=0,
         missing_sample=(),
     ), report
     assert (out.drained, out.outbox_left, out.hub_dead_letters) == (True, 0, 0), report

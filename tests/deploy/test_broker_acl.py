@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from telehub import contract
-from telehub.mqtt import MqttClient, MqttError, MqttSettings
+from wire import contract
+from wire.mqtt import MqttClient, MqttError, MqttSettings
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "telehub.acl"
 USERS = {"hub-a": "secret-a", "hub-b": "secret-b", "telehub-ingester": "secret-i"}
@@ -27,11 +27,7 @@ def secured_broker(mosquitto, tmp_path: Path):  # type: ignore[no-untyped-def]
     for i, (user, pw) in enumerate(USERS.items()):
         flags = ["-c"] if i == 0 else []
         subprocess.run([tool, *flags, "-b", str(passwd), user, pw], check=True)
-    config = (
-        "allow_anonymous false\n"
-        f"password_file {passwd}\n"
-        f"acl_file {ACL}\n"
-    )
+    config = f"allow_anonymous false\npassword_file {passwd}\nacl_file {ACL}\n"
     return mosquitto(config)
 
 

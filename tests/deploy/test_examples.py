@@ -13,9 +13,16 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 def test_hub_example_loads_with_every_section() -> None:
     config = load_config(DEPLOY / "hub.example.toml")
     assert (config.hub_id, config.mqtt.tls, config.mqtt.username, config.limits.batch_size) == (
-        "hub-0001", True, "hub-0001", 100)
+        "hub-0001",
+        True,
+        "hub-0001",
+        100,
+    )
     assert [d.device_id for d in config.devices] == [
-        "00:09:1F:8A:12:34", "00:09:1F:8A:56:78", "usb:10c4:ea60"]
+        "00:09:1F:8A:12:34",
+        "00:09:1F:8A:56:78",
+        "usb:10c4:ea60",
+    ]
     assert config.devices[1].patient_for(2) == "patient-b"
     assert config.devices[1].patient_for(3) is None
 

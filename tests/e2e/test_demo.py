@@ -14,9 +14,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def test_demo_on_embedded_defaults_stores_readings_and_raises_alerts(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "telehub.cli", "demo", "--duration", "15", "--api-port", "0",
-         "--data-dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=180, check=False,
+        [
+            sys.executable,
+            "-m",
+            "telehub.cli",
+            "demo",
+            "--duration",
+            "15",
+            "--api-port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()

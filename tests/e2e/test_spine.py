@@ -31,9 +31,9 @@ from gateway.settings import GatewaySettings
 from simulators.clock import SimTime
 from simulators.devices.blood_pressure import BloodPressureMonitor
 from simulators.fleet import demo_fleet
-from telehub import contract
 from telehub.embedded import free_port
-from telehub.mqtt import MqttClient, MqttSettings
+from wire import contract
+from wire.mqtt import MqttClient, MqttSettings
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +51,10 @@ async def webhook_server() -> AsyncIterator[tuple[str, asyncio.Queue[Hook]]]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode().split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, v in
-                   (line.split(":", 1) for line in lines[1:] if ":" in line)}
+        headers = {
+            k.strip().lower(): v.strip()
+            for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)
+        }
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         await received.put((headers, body))
         writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
@@ -69,22 +71,33 @@ async def webhook_server() -> AsyncIterator[tuple[str, asyncio.Queue[Hook]]]:
 
 
 def _central_fleet(hub: str, patient: str, devices: list[str], hook: str) -> Fleet:
-    return Fleet.from_dict({
-        "orgs": [
-            {"id": "hosp", "name": "Hospital", "kind": "hospital"},
-            {"id": "gp2", "name": "Another GP", "kind": "gp"},
-        ],
-        "tokens": [
-            {"token": TOKEN_HOSPITAL, "org": "hosp", "clinician": "Dr. E2E"},
-            {"token": TOKEN_OTHER_GP, "org": "gp2", "clinician": "Dr. Other"},
-        ],
-        "patients": [{"id": patient, "orgs": ["hosp"]}],
-        "hubs": [{"id": hub}],
-        "devices": [{"id": d, "hub": hub, "patient": patient} for d in devices],
-        "rules": [{"key": "sys", "patient": patient, "mdc": 150021, "op": ">=",
-                   "threshold": 180, "unit": "mm[Hg]", "severity": "critical"}],
-        "webhooks": [{"org": "hosp", "url": hook, "secret": SECRET}],
-    })
+    return Fleet.from_dict(
+        {
+            "orgs": [
+                {"id": "hosp", "name": "Hospital", "kind": "hospital"},
+                {"id": "gp2", "name": "Another GP", "kind": "gp"},
+            ],
+            "tokens": [
+                {"token": TOKEN_HOSPITAL, "org": "hosp", "clinician": "Dr. E2E"},
+                {"token": TOKEN_OTHER_GP, "org": "gp2", "clinician": "Dr. Other"},
+            ],
+            "patients": [{"id": patient, "orgs": ["hosp"]}],
+            "hubs": [{"id": hub}],
+            "devices": [{"id": d, "hub": hub, "patient": patient} for d in devices],
+            "rules": [
+                {
+                    "key": "sys",
+                    "patient": patient,
+                    "mdc": 150021,
+                    "op": ">=",
+                    "threshold": 180,
+                    "unit": "mm[Hg]",
+                    "severity": "critical",
+                }
+            ],
+            "webhooks": [{"org": "hosp", "url": hook, "secret": SECRET}],
+        }
+    )
 
 
 async def test_device_bytes_reach_a_clinician_and_are_acknowledged(
@@ -115,8 +128,9 @@ async def test_device_bytes_reach_a_clinician_and_are_acknowledged(
         data_dir=str(tmp_path / hub),
         heartbeat_seconds=5.0,
         limits=Limits(receipt_timeout_seconds=5.0),
-        ble=BleConfig(scan_seconds=0.3, scan_pause_seconds=0.1, idle_timeout=3.0,
-                      retry_seconds=1.0),
+        ble=BleConfig(
+            scan_seconds=0.3, scan_pause_seconds=0.1, idle_timeout=3.0, retry_seconds=1.0
+        ),
         devices=[DeviceBinding(address=a, patient=patient.patient_id) for a in addresses],
     )
     gw_stop, edge_stop = asyncio.Event(), asyncio.Event()
@@ -130,45 +144,95 @@ async def test_device_bytes_reach_a_clinician_and_are_acknowledged(
             # --- the clinician's webhook: signed, with the exact value ---------------------------
             assert verify(SECRET, body, headers["x-telehub-signature"])
             alert = json.loads(body)["alert"]
-            assert (alert["patient_id"], alert["mdc"], alert["value"], alert["unit"],
-                    alert["severity"], alert["status"]) == (
-                patient.patient_id, 150021, str(record.systolic), "mm[Hg]", "critical", "open")
+            assert (
+                alert["patient_id"],
+                alert["mdc"],
+                alert["value"],
+                alert["unit"],
+                alert["severity"],
+                alert["status"],
+            ) == (patient.patient_id, 150021, str(record.systolic), "mm[Hg]", "critical", "open")
 
             # --- the stored readings: exact values, codes, raw bytes, provenance ---------------
             async def stored() -> list[tuple[Any, ...]]:
                 async with await psycopg.AsyncConnection.connect(fresh_db) as conn:
                     cur = await conn.execute(
                         "SELECT mdc, value::text, unit, loinc, panel, raw, time_source, hub_id,"
-                        " device_id FROM readings WHERE source = '2a35' ORDER BY mdc")
+                        " device_id FROM readings WHERE source = '2a35' ORDER BY mdc"
+                    )
                     return await cur.fetchall()
 
             rows = await stored()
             assert rows == [
-                (149546, str(record.pulse_rate), "/min", ["8867-4"], None, sent_bp[0], "device",
-                 hub, cuff.address),
-                (150021, str(record.systolic), "mm[Hg]", ["8480-6"], 150020, sent_bp[0], "device",
-                 hub, cuff.address),
-                (150022, str(record.diastolic), "mm[Hg]", ["8462-4"], 150020, sent_bp[0],
-                 "device", hub, cuff.address),
-                (150023, str(record.mean_arterial_pressure), "mm[Hg]", ["8478-0"], 150020,
-                 sent_bp[0], "device", hub, cuff.address),
+                (
+                    149546,
+                    str(record.pulse_rate),
+                    "/min",
+                    ["8867-4"],
+                    None,
+                    sent_bp[0],
+                    "device",
+                    hub,
+                    cuff.address,
+                ),
+                (
+                    150021,
+                    str(record.systolic),
+                    "mm[Hg]",
+                    ["8480-6"],
+                    150020,
+                    sent_bp[0],
+                    "device",
+                    hub,
+                    cuff.address,
+                ),
+                (
+                    150022,
+                    str(record.diastolic),
+                    "mm[Hg]",
+                    ["8462-4"],
+                    150020,
+                    sent_bp[0],
+                    "device",
+                    hub,
+                    cuff.address,
+                ),
+                (
+                    150023,
+                    str(record.mean_arterial_pressure),
+                    "mm[Hg]",
+                    ["8478-0"],
+                    150020,
+                    sent_bp[0],
+                    "device",
+                    hub,
+                    cuff.address,
+                ),
             ]
             assert cuff.unsent == ()  # the device saw its indication confirmed
 
             # --- acknowledged through the API, with per-organisation authorisation -------------
             base = f"http://127.0.0.1:{api_port}/api/v1"
             async with httpx.AsyncClient(timeout=10) as http:
-                other = await http.post(f"{base}/alerts/{alert['alert_id']}/ack",
-                                        headers={"Authorization": f"Bearer {TOKEN_OTHER_GP}"})
+                other = await http.post(
+                    f"{base}/alerts/{alert['alert_id']}/ack",
+                    headers={"Authorization": f"Bearer {TOKEN_OTHER_GP}"},
+                )
                 assert other.status_code == 404
-                ack = await http.post(f"{base}/alerts/{alert['alert_id']}/ack",
-                                      headers={"Authorization": f"Bearer {TOKEN_HOSPITAL}"})
+                ack = await http.post(
+                    f"{base}/alerts/{alert['alert_id']}/ack",
+                    headers={"Authorization": f"Bearer {TOKEN_HOSPITAL}"},
+                )
                 assert ack.status_code == 200
                 assert (ack.json()["status"], ack.json()["acknowledged_by"]) == (
-                    "acknowledged", "Dr. E2E")
+                    "acknowledged",
+                    "Dr. E2E",
+                )
                 still_open = await http.get(
-                    f"{base}/alerts", params={"status": "open"},
-                    headers={"Authorization": f"Bearer {TOKEN_HOSPITAL}"})
+                    f"{base}/alerts",
+                    params={"status": "open"},
+                    headers={"Authorization": f"Bearer {TOKEN_HOSPITAL}"},
+                )
                 assert still_open.status_code == 200 and still_open.json()["alerts"] == []
 
             # --- the hub deletes what the gateway receipted: nothing is left pending -----------

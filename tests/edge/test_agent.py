@@ -16,8 +16,8 @@ from simulators.ble import SimulatedRadio
 from simulators.devices.blood_pressure import BloodPressureMonitor
 from simulators.physiology import Physiology, Profile
 from simulators.serial import NoninSerial
-from telehub import contract
 from tests.edge.util import FakeGateway
+from wire import contract
 
 pytestmark = pytest.mark.integration
 
@@ -64,8 +64,12 @@ async def test_agent_end_to_end(tmp_path: Path, mosquitto: type) -> None:
                 got[:] = [contract.decode_reading(r) for m in gw.received for r in m.readings]
                 return got
 
-            await until(lambda: any(r.device == LISTED for r in delivered())
-                        and any(r.source == "nonin-df2" for r in delivered()))
+            await until(
+                lambda: (
+                    any(r.device == LISTED for r in delivered())
+                    and any(r.source == "nonin-df2" for r in delivered())
+                )
+            )
             await until(lambda: parts[0].outbox.stats().pending == 0 or len(delivered()) > 50)
             stop.set()
             await asyncio.wait_for(task, 20)

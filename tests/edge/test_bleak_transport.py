@@ -57,8 +57,13 @@ class FakeClient:
     fail_connect: Exception | None = None
     connect_delay = 0.0
 
-    def __init__(self, target: Any, disconnected_callback: Callable[[Any], None] | None = None,
-                 timeout: float = 30, **kw: Any) -> None:
+    def __init__(
+        self,
+        target: Any,
+        disconnected_callback: Callable[[Any], None] | None = None,
+        timeout: float = 30,
+        **kw: Any,
+    ) -> None:
         self.target = target
         self.cb = disconnected_callback
         self.kw = kw
@@ -127,17 +132,22 @@ def test_implements_the_seam() -> None:
 async def test_scan_maps_advertisements_and_links_use_the_scanned_device() -> None:
     dev = FakeDevice("aa:bb:cc:dd:ee:01", "A&D_UA-651BLE")
     FakeScanner.result = {
-        "aa:bb:cc:dd:ee:01": (dev, FakeAdv(None, ["00001810-0000-1000-8000-00805F9B34FB"], -55,
-                                           {0x0105: b"\x01"})),
+        "aa:bb:cc:dd:ee:01": (
+            dev,
+            FakeAdv(None, ["00001810-0000-1000-8000-00805F9B34FB"], -55, {0x0105: b"\x01"}),
+        ),
     }
     t = transport(adapter="hci1")
     assert await t.scan(2.0) == [
-        Advertisement(address="AA:BB:CC:DD:EE:01", name="A&D_UA-651BLE",
-                      service_uuids=(uuid16(0x1810),), rssi=-55,
-                      manufacturer_data={0x0105: b"\x01"}),
+        Advertisement(
+            address="AA:BB:CC:DD:EE:01",
+            name="A&D_UA-651BLE",
+            service_uuids=(uuid16(0x1810),),
+            rssi=-55,
+            manufacturer_data={0x0105: b"\x01"},
+        ),
     ]
-    assert FakeScanner.calls == [{"timeout": 2.0, "return_adv": True,
-                                  "bluez": {"adapter": "hci1"}}]
+    assert FakeScanner.calls == [{"timeout": 2.0, "return_adv": True, "bluez": {"adapter": "hci1"}}]
     link = t.link("aa:bb:cc:dd:ee:01")
     await link.connect(1.0)
     assert FakeClient.instances[0].target is dev  # the BLEDevice, not the bare address
@@ -207,6 +217,7 @@ async def test_notifications_handled_one_at_a_time_in_arrival_order() -> None:
             await asyncio.sleep(0.01)
             seen.append((name, data))
             running -= 1
+
         return h
 
     await link.start_notify(HR, handler("hr"))

@@ -79,13 +79,17 @@ def test_example_parses_to_the_expected_structure(tmp_path: Path) -> None:
                 driver="2a9d",
             ),
             DeviceBinding(usb="10C4:EA60", driver="contec-cms50d", patient="patient-a"),
-            DeviceBinding(port="/dev/rfcomm0", id="onyx-1", driver="nonin-df8",
-                          patient="patient-b"),
+            DeviceBinding(
+                port="/dev/rfcomm0", id="onyx-1", driver="nonin-df8", patient="patient-b"
+            ),
         ],
     )
     assert cfg.timezone == "Europe/Copenhagen"
     assert [d.device_id for d in cfg.devices] == [
-        "00:09:1F:8A:12:34", "00:09:1F:8A:56:78", "usb:10c4:ea60", "onyx-1",
+        "00:09:1F:8A:12:34",
+        "00:09:1F:8A:56:78",
+        "usb:10c4:ea60",
+        "onyx-1",
     ]
     assert cfg.devices[2].usb_ids == (0x10C4, 0xEA60)
     assert cfg.ble_binding("00:09:1f:8a:56:78") is cfg.devices[1]
@@ -110,32 +114,53 @@ def _base() -> dict[str, object]:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d["mqtt"].update(prtocol="5"),
-         "config: $.mqtt: Object contains unknown field `prtocol`"),
-        (lambda d: d["mqtt"].update(protocol="4"),
-         "config: $.mqtt.protocol: Invalid enum value '4'"),
-        (lambda d: d["mqtt"].update(url="http://x"),
-         "config: $.mqtt: url: scheme must be mqtt:// or mqtts://, got 'http://x'"),
-        (lambda d: d.update(timezone="Europe/Atlantis"),
-         "config: timezone: 'Europe/Atlantis' is not an IANA time zone"),
-        (lambda d: d["devices"][1].update(adress="x"),
-         "config: $.devices[1]: Object contains unknown field `adress`"),
-        (lambda d: d["devices"][0].update(address="00:09:1F:8A:12"),
-         "config: $.devices[0]: address: '00:09:1F:8A:12' is not a BLE address "
-         "(AA:BB:CC:DD:EE:FF)"),
-        (lambda d: d["devices"][0].update(port="/dev/ttyUSB0"),
-         "config: $.devices[0]: give exactly one of address, port, usb"),
-        (lambda d: d["devices"][0].pop("patient"),
-         "config: $.devices[0]: patient: required unless users maps device users to patients"),
-        (lambda d: d["devices"][1]["users"].update({"x": "p"}),
-         "config: $.devices[1]: users: key 'x' is not a device user id (0..255)"),
-        (lambda d: d["limits"].update(batch_size="10"),
-         "config: $.limits.batch_size: Expected `int`, got `str`"),
-        (lambda d: d["limits"].update(batch_size=0),
-         "config: $.limits: batch_size: must be >= 1"),
+        (
+            lambda d: d["mqtt"].update(prtocol="5"),
+            "config: $.mqtt: Object contains unknown field `prtocol`",
+        ),
+        (
+            lambda d: d["mqtt"].update(protocol="4"),
+            "config: $.mqtt.protocol: Invalid enum value '4'",
+        ),
+        (
+            lambda d: d["mqtt"].update(url="http://x"),
+            "config: $.mqtt: url: scheme must be mqtt:// or mqtts://, got 'http://x'",
+        ),
+        (
+            lambda d: d.update(timezone="Europe/Atlantis"),
+            "config: timezone: 'Europe/Atlantis' is not an IANA time zone",
+        ),
+        (
+            lambda d: d["devices"][1].update(adress="x"),
+            "config: $.devices[1]: Object contains unknown field `adress`",
+        ),
+        (
+            lambda d: d["devices"][0].update(address="00:09:1F:8A:12"),
+            "config: $.devices[0]: address: '00:09:1F:8A:12' is not a BLE address "
+            "(AA:BB:CC:DD:EE:FF)",
+        ),
+        (
+            lambda d: d["devices"][0].update(port="/dev/ttyUSB0"),
+            "config: $.devices[0]: give exactly one of address, port, usb",
+        ),
+        (
+            lambda d: d["devices"][0].pop("patient"),
+            "config: $.devices[0]: patient: required unless users maps device users to patients",
+        ),
+        (
+            lambda d: d["devices"][1]["users"].update({"x": "p"}),
+            "config: $.devices[1]: users: key 'x' is not a device user id (0..255)",
+        ),
+        (
+            lambda d: d["limits"].update(batch_size="10"),
+            "config: $.limits.batch_size: Expected `int`, got `str`",
+        ),
+        (lambda d: d["limits"].update(batch_size=0), "config: $.limits: batch_size: must be >= 1"),
         (lambda d: d.pop("hub_id"), "config: Object missing required field `hub_id`"),
-        (lambda d: d["devices"].append(dict(d["devices"][0])),
-         "config: devices[4]: device 00:09:1F:8A:12:34 is listed twice"),
+        (
+            lambda d: d["devices"].append(dict(d["devices"][0])),
+            "config: devices[4]: device 00:09:1F:8A:12:34 is listed twice",
+        ),
     ],
 )
 def test_errors_name_the_bad_key(mutate: object, message: str) -> None:

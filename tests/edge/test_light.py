@@ -16,7 +16,10 @@ def test_edge_imports_without_gateway_dependencies() -> None:
         "print(','.join(heavy))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=Path(__file__).parents[2],
     )
     assert out.stdout.strip() == ""

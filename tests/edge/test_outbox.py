@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from edge.outbox import DeadLetter, Outbox, OutboxFull, OutboxRow
-from telehub import contract
 from tests.edge.util import reading
+from wire import contract
 
 
 def _size(key: str, kind: str = "spot") -> int:
@@ -73,13 +73,27 @@ def test_receipt_rejections_go_to_dead_letters(tmp_path: Path) -> None:
     assert _keys(box) == ["c"]
     [dl] = box.dead_letters()
     assert dl == DeadLetter(
-        id=1, at=dl.at, device="AA:BB:CC:DD:EE:01", source="gateway", field=None, offset=None,
-        reason="mdc unknown", key="b", raw=contract.encode(reading("b")),
+        id=1,
+        at=dl.at,
+        device="AA:BB:CC:DD:EE:01",
+        source="gateway",
+        field=None,
+        offset=None,
+        reason="mdc unknown",
+        key="b",
+        raw=contract.encode(reading("b")),
     )
     box.dead_letter(b"\x01\x02", "truncated", device="d", source="2a35", field="flags", offset=0)
     assert box.dead_letters()[1] == DeadLetter(
-        id=2, at=box.dead_letters()[1].at, device="d", source="2a35", field="flags", offset=0,
-        reason="truncated", key=None, raw=b"\x01\x02",
+        id=2,
+        at=box.dead_letters()[1].at,
+        device="d",
+        source="2a35",
+        field="flags",
+        offset=0,
+        reason="truncated",
+        key=None,
+        raw=b"\x01\x02",
     )
     box.close()
 
@@ -101,9 +115,13 @@ def test_soft_limit_drops_oldest_continuous_and_counts(tmp_path: Path) -> None:
     box.close()
     again = Outbox(tmp_path / "o.db", max_rows=10, max_bytes=10**9, soft_fraction=0.5)
     assert again.stats() == contract.OutboxState(
-        pending=5, bytes=sum(_size(k, "spot" if k[0] == "s" else "continuous")
-                             for k in ["s1", "s2", "c3", "c5", "c6"]),
-        dropped_continuous=4, full=False,
+        pending=5,
+        bytes=sum(
+            _size(k, "spot" if k[0] == "s" else "continuous")
+            for k in ["s1", "s2", "c3", "c5", "c6"]
+        ),
+        dropped_continuous=4,
+        full=False,
     )
     again.close()
 
@@ -171,7 +189,9 @@ def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2],
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     assert proc.stdout is not None

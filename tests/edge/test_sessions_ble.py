@@ -28,18 +28,27 @@ from simulators.devices.glucose import GlucoseMeter
 from simulators.devices.pulse_oximeter import PulseOximeter
 from simulators.faults import Faults
 from simulators.physiology import Physiology, Profile
-from telehub import contract
+from wire import contract
 
 CPH = ZoneInfo("Europe/Copenhagen")
 NS = 1_715_940_000_123_456_789  # fixed hub receive time for deterministic readings
 ADDR = "00:09:1F:00:00:01"
 
 
-def make_env(tmp_path: Path, binding: DeviceBinding, *, fixed_time: bool = True,
-             max_rows: int = 10_000, **ble: float) -> SessionEnv:
+def make_env(
+    tmp_path: Path,
+    binding: DeviceBinding,
+    *,
+    fixed_time: bool = True,
+    max_rows: int = 10_000,
+    **ble: float,
+) -> SessionEnv:
     cfg = HubConfig(
-        hub_id="hub-t", mqtt=MqttConfig(url="mqtt://127.0.0.1"), data_dir=str(tmp_path),
-        devices=[binding], ble=BleConfig(**ble),
+        hub_id="hub-t",
+        mqtt=MqttConfig(url="mqtt://127.0.0.1"),
+        data_dir=str(tmp_path),
+        devices=[binding],
+        ble=BleConfig(**ble),
     )
     box = Outbox(tmp_path / "o.db", max_rows=max_rows, soft_fraction=1.0)
     env = SessionEnv(cfg, box, HubState(), registry, hub_clock=lambda: "synchronized")
@@ -52,19 +61,29 @@ def stored(box: Outbox) -> list[contract.Reading]:
     return [contract.decode_reading(r.payload) for r in box.pending(100_000)]
 
 
-def expected(binding: DeviceBinding, key: str, data: bytes, *, clock_set: bool,
-             patient: str = "patient-a") -> list[contract.Reading]:
+def expected(
+    binding: DeviceBinding, key: str, data: bytes, *, clock_set: bool, patient: str = "patient-a"
+) -> list[contract.Reading]:
     m = registry.decode(key, data)
     ctx = RecordContext(
-        device=binding.device_id, patient=patient,
-        received_at=datetime.fromtimestamp(NS / 1e9, ZoneInfo("UTC")), received_ns=NS,
-        clock_set_by_hub=clock_set, tz=CPH, hub_clock="synchronized",
+        device=binding.device_id,
+        patient=patient,
+        received_at=datetime.fromtimestamp(NS / 1e9, ZoneInfo("UTC")),
+        received_ns=NS,
+        clock_set_by_hub=clock_set,
+        tz=CPH,
+        hub_clock="synchronized",
     )
     return to_readings(m, ctx)
 
 
-async def session(env: SessionEnv, binding: DeviceBinding, radio: SimulatedRadio,
-                  stop: asyncio.Event | None = None, timeout: float = 10.0) -> str:
+async def session(
+    env: SessionEnv,
+    binding: DeviceBinding,
+    radio: SimulatedRadio,
+    stop: asyncio.Event | None = None,
+    timeout: float = 10.0,
+) -> str:
     assert binding.address is not None
     return await asyncio.wait_for(
         run_ble_session(env, binding, radio.link(binding.address), stop or asyncio.Event()),
@@ -75,8 +94,13 @@ async def session(env: SessionEnv, binding: DeviceBinding, radio: SimulatedRadio
 async def test_spot_upload_sets_clock_and_stores_before_confirming(tmp_path: Path) -> None:
     world = SimTime()
     clock = DeviceClock(world, offset=-(datetime.now() - datetime(2000, 1, 1)) / 2)  # way off
-    bp = BloodPressureMonitor(ADDR, Physiology(Profile.NORMAL, 1), world=world, clock=clock,
-                              intermediate_cuff_pressure=True)
+    bp = BloodPressureMonitor(
+        ADDR,
+        Physiology(Profile.NORMAL, 1),
+        world=world,
+        clock=clock,
+        intermediate_cuff_pressure=True,
+    )
     r0, r1 = bp.take_reading(), bp.take_reading()
     radio = SimulatedRadio(world=world)
     radio.add(bp)
@@ -95,9 +119,14 @@ async def test_spot_upload_sets_clock_and_stores_before_confirming(tmp_path: Pat
     assert values == [str(v0.systolic), str(v0.diastolic), str(v0.mean), str(v0.pulse_rate)]
     # Both readings were stamped by the cuff's wrong clock (~2012) before the hub set it: their
     # time is the hub's receive time, the device's own time is kept and flagged, never trusted.
-    assert {(r.time_source, r.device_time[:4] if r.device_time else None,
-             "device-clock-implausible" in r.flags) for r in stored(env.outbox)} == {
-        ("device-unset", r0.record.time_stamp.naive().isoformat()[:4], True)}  # type: ignore[union-attr]
+    assert {
+        (
+            r.time_source,
+            r.device_time[:4] if r.device_time else None,
+            "device-clock-implausible" in r.flags,
+        )
+        for r in stored(env.outbox)
+    } == {("device-unset", r0.record.time_stamp.naive().isoformat()[:4], True)}  # type: ignore[union-attr]
     # the hub wrote its local wall-clock time (Date Time 0x2A08, A&D style)
     assert clock.sets == 1
     assert abs((clock.now() - datetime.now(CPH).replace(tzinfo=None)).total_seconds()) < 5
@@ -154,8 +183,9 @@ async def test_outbox_full_leaves_the_record_on_the_device(tmp_path: Path) -> No
 
 
 async def test_undecodable_record_is_dead_lettered(tmp_path: Path) -> None:
-    bp = BloodPressureMonitor(ADDR, Physiology(Profile.NORMAL, 1),
-                              faults=Faults(truncate_readings=frozenset({0})))
+    bp = BloodPressureMonitor(
+        ADDR, Physiology(Profile.NORMAL, 1), faults=Faults(truncate_readings=frozenset({0}))
+    )
     bad = bp.take_reading()
     good = bp.take_reading()
     radio = SimulatedRadio()
@@ -178,8 +208,9 @@ async def test_shared_device_maps_users_and_counts_unmapped(tmp_path: Path) -> N
     binding = DeviceBinding(address=ADDR, users={"1": "patient-a", "2": "patient-b"})
     env = make_env(tmp_path, binding)
     await session(env, binding, radio)
-    assert stored(env.outbox) == expected(binding, "2a35", r.data, clock_set=True,
-                                          patient="patient-b")
+    assert stored(env.outbox) == expected(
+        binding, "2a35", r.data, clock_set=True, patient="patient-b"
+    )
     user2.user_id = 3
     user2.take_reading()
     await session(env, binding, radio)
@@ -190,8 +221,9 @@ async def test_shared_device_maps_users_and_counts_unmapped(tmp_path: Path) -> N
 
 async def test_plx_clock_not_set_and_continuous_downsampling(tmp_path: Path) -> None:
     world = SimTime(speed=10.0)  # 10 continuous samples per real second
-    ox = PulseOximeter(ADDR, Physiology(Profile.NORMAL, 3), world=world, clock_set=False,
-                       time_sync=None)
+    ox = PulseOximeter(
+        ADDR, Physiology(Profile.NORMAL, 3), world=world, clock_set=False, time_sync=None
+    )
     spot = ox.take_spot_check()
     radio = SimulatedRadio(world=world)
     radio.add(ox)
@@ -246,8 +278,10 @@ async def test_glucose_racp_incremental_sync(tmp_path: Path) -> None:
     readings = stored(env.outbox)
     v = Physiology(Profile.NORMAL, 4)
     assert [(r.sequence, r.value, r.unit) for r in readings] == [
-        (10, str(v.glucose_mg_dl(0)), "mg/dL"), (11, str(v.glucose_mg_dl(1)), "mg/dL"),
-        (13, "140", "mg/dL"), (14, "90", "mg/dL"),
+        (10, str(v.glucose_mg_dl(0)), "mg/dL"),
+        (11, str(v.glucose_mg_dl(1)), "mg/dL"),
+        (13, "140", "mg/dL"),
+        (14, "90", "mg/dL"),
     ]
     assert readings[2:] == [
         *expected(binding, "2a18", new[0].encode(), clock_set=True),
@@ -280,8 +314,9 @@ async def test_racp_timeout_aborts(tmp_path: Path) -> None:
 
 async def test_device_without_clock_is_unverified(tmp_path: Path) -> None:
     world = SimTime()
-    ox = PulseOximeter(ADDR, Physiology(Profile.NORMAL, 3), world=world, time_sync=None,
-                       interval=100.0)
+    ox = PulseOximeter(
+        ADDR, Physiology(Profile.NORMAL, 3), world=world, time_sync=None, interval=100.0
+    )
     ox.take_spot_check()
     radio = SimulatedRadio(world=world)
     radio.add(ox)
@@ -307,8 +342,9 @@ async def test_connect_timeout_is_a_transport_error(tmp_path: Path) -> None:
 async def test_current_time_written_before_subscribing(tmp_path: Path, sync: TimeSync) -> None:
     world = SimTime()
     clock = DeviceClock(world, is_set=False)  # factory default 2000-01-01
-    bp = BloodPressureMonitor(ADDR, Physiology(Profile.NORMAL, 1), world=world, clock=clock,
-                              time_sync=sync)
+    bp = BloodPressureMonitor(
+        ADDR, Physiology(Profile.NORMAL, 1), world=world, clock=clock, time_sync=sync
+    )
     r = bp.take_reading()
     radio = SimulatedRadio(world=world)
     radio.add(bp)
@@ -381,8 +417,15 @@ async def test_glucose_context_flags_join_their_measurement(tmp_path: Path) -> N
     assert await session(env, binding, radio) == "complete"
     readings = stored(env.outbox)
     assert [(r.sequence, r.flags) for r in readings] == [
-        (a.sequence_number, ["context-follows", "meal:preprandial",
-                             "sample-type:capillary-whole-blood", "sample-location:finger"]),
+        (
+            a.sequence_number,
+            [
+                "context-follows",
+                "meal:preprandial",
+                "sample-type:capillary-whole-blood",
+                "sample-location:finger",
+            ],
+        ),
         (b.sequence_number, ["sample-type:capillary-whole-blood", "sample-location:finger"]),
     ]
     assert env.state.counters["glucose.orphan_context"] == 0

@@ -24,14 +24,19 @@ from edge.status import HubState
 from simulators.faults import SerialFaults
 from simulators.physiology import Physiology, Profile
 from simulators.serial import ContecCms50d, NoninSerial
-from telehub import contract
+from wire import contract
 
 
 def make_env(tmp_path: Path, binding: DeviceBinding) -> SessionEnv:
-    cfg = HubConfig(hub_id="hub-t", mqtt=MqttConfig(url="mqtt://127.0.0.1"),
-                    data_dir=str(tmp_path), devices=[binding])
-    return SessionEnv(cfg, Outbox(tmp_path / "o.db"), HubState(), registry,
-                      hub_clock=lambda: "unknown")
+    cfg = HubConfig(
+        hub_id="hub-t",
+        mqtt=MqttConfig(url="mqtt://127.0.0.1"),
+        data_dir=str(tmp_path),
+        devices=[binding],
+    )
+    return SessionEnv(
+        cfg, Outbox(tmp_path / "o.db"), HubState(), registry, hub_clock=lambda: "unknown"
+    )
 
 
 def stored(box: Outbox) -> list[contract.Reading]:
@@ -60,11 +65,15 @@ async def test_nonin_df2_stream_downsampled_and_reconnects_after_unplug(tmp_path
     task = asyncio.create_task(run_serial_session(env, binding, stop))
     try:
         t0 = time.monotonic()
-        await until(lambda: len(records(env.outbox)) >= 2
-                    and env.state.counters["records.downsampled"] >= 1)
+        await until(
+            lambda: len(records(env.outbox)) >= 2 and env.state.counters["records.downsampled"] >= 1
+        )
         dev.unplug()  # cable pulled: reads fail, the port path disappears
-        await until(lambda: env.state.counters["serial.lost"]
-                    + env.state.counters["serial.open_failed"] >= 1)
+        await until(
+            lambda: (
+                env.state.counters["serial.lost"] + env.state.counters["serial.open_failed"] >= 1
+            )
+        )
         await dev.replug()
         await until(lambda: env.state.counters["serial.opened"] == 2)
         n = len(records(env.outbox))
@@ -90,8 +99,7 @@ async def test_nonin_df2_stream_downsampled_and_reconnects_after_unplug(tmp_path
 
 
 async def test_contec_by_usb_id_with_bad_checksums_dead_lettered(tmp_path: Path) -> None:
-    dev = ContecCms50d(Physiology(Profile.NORMAL, 6),
-                       faults=SerialFaults(bad_sync_every=7))
+    dev = ContecCms50d(Physiology(Profile.NORMAL, 6), faults=SerialFaults(bad_sync_every=7))
     await dev.start()
     binding = DeviceBinding(usb="10c4:ea60", patient="patient-a")
     env = make_env(tmp_path, binding)
@@ -156,5 +164,7 @@ def test_driver_resolution_errors() -> None:
         resolve_serial_driver(registry, DeviceBinding(port="/dev/x", patient="p"))
     with pytest.raises(SerialConfigError, match="matches none"):
         resolve_serial_driver(registry, DeviceBinding(usb="0000:0001", patient="p"))
-    assert resolve_serial_driver(
-        registry, DeviceBinding(usb="10c4:ea60", patient="p")).key == "contec-cms50d"
+    assert (
+        resolve_serial_driver(registry, DeviceBinding(usb="10c4:ea60", patient="p")).key
+        == "contec-cms50d"
+    )

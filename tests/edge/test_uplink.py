@@ -13,9 +13,9 @@ import pytest
 from edge.config import HubConfig, Limits, MqttConfig
 from edge.outbox import Outbox
 from edge.uplink import Uplink
-from telehub import contract
-from telehub.mqtt import MqttClient, MqttSettings
 from tests.edge.util import FakeGateway, TcpProxy, keys_of, reading
+from wire import contract
+from wire.mqtt import MqttClient, MqttSettings
 
 pytestmark = pytest.mark.integration
 
@@ -81,8 +81,9 @@ async def test_rows_deleted_only_after_the_receipt(
         await asyncio.sleep(0.3)  # no receipt yet: everything still in the outbox
         assert all_keys(box) == {r.key for r in sent}
         assert box.in_flight(msg.msg_id) == [r.key for r in sent]
-        await gw.receipt(msg, stored=["k0", "k1", "k2"], duplicates=["k3"],
-                         rejected=[("k4", "unknown mdc")])
+        await gw.receipt(
+            msg, stored=["k0", "k1", "k2"], duplicates=["k3"], rejected=[("k4", "unknown mdc")]
+        )
         await until(lambda: box.stats().pending == 0)
     assert [(d.key, d.reason, d.raw) for d in box.dead_letters()] == [
         ("k4", "unknown mdc", contract.encode(sent[4]))

@@ -9,14 +9,15 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from telehub import contract
-from telehub.mqtt import MqttClient, MqttSettings
+from wire import contract
+from wire.mqtt import MqttClient, MqttSettings
 
 T0 = datetime(2024, 5, 17, 12, 0, 0, tzinfo=UTC)
 
 
-def reading(key: str, kind: str = "spot", *, device: str = "AA:BB:CC:DD:EE:01",
-            value: str = "120") -> contract.Reading:
+def reading(
+    key: str, kind: str = "spot", *, device: str = "AA:BB:CC:DD:EE:01", value: str = "120"
+) -> contract.Reading:
     return contract.Reading(
         key=key,
         device=device,

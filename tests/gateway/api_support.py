@@ -34,33 +34,55 @@ TOKENS = {
     "ops": "tok-ops",  # operator
 }
 
-FLEET = Fleet.from_dict({
-    "orgs": [
-        {"id": "rh", "name": "Rigshospitalet", "kind": "hospital"},
-        {"id": "gp", "name": "Lægehuset", "kind": "gp"},
-        {"id": "ops", "name": "Platform operations", "kind": "operator"},
-    ],
-    "tokens": [
-        {"token": TOKENS["rh"], "org": "rh", "clinician": "Dr. Hansen"},
-        {"token": TOKENS["gp"], "org": "gp", "clinician": "Dr. Berg"},
-        {"token": TOKENS["ops"], "org": "ops", "clinician": "ops-1", "role": "operator"},
-    ],
-    "patients": [
-        {"id": "p-001", "display_name": "Anna A.", "orgs": ["rh", "gp"]},
-        {"id": "p-002", "display_name": "Bo B.", "orgs": ["gp"]},
-    ],
-    "hubs": [{"id": "hub-rh-1", "org": "rh"}, {"id": "hub-gp-1", "org": "gp"}],
-    "devices": [
-        {"id": "00:1C:05:AA:BB:CC", "hub": "hub-rh-1", "patient": "p-001", "model": "Nonin 3230"},
-        {"id": "A&D-UA651", "hub": "hub-gp-1", "patient": "p-002", "model": "A&D UA-651BLE"},
-    ],
-    "rules": [
-        {"key": "spo2-low", "patient": "p-001", "mdc": 150456, "op": "<", "threshold": 90,
-         "unit": "%", "severity": "critical", "description": "SpO2 below 90 %"},
-        {"key": "sys-high", "patient": "p-002", "mdc": 150021, "op": ">", "threshold": 180,
-         "unit": "mm[Hg]", "severity": "warning"},
-    ],
-})
+FLEET = Fleet.from_dict(
+    {
+        "orgs": [
+            {"id": "rh", "name": "Rigshospitalet", "kind": "hospital"},
+            {"id": "gp", "name": "Lægehuset", "kind": "gp"},
+            {"id": "ops", "name": "Platform operations", "kind": "operator"},
+        ],
+        "tokens": [
+            {"token": TOKENS["rh"], "org": "rh", "clinician": "Dr. Hansen"},
+            {"token": TOKENS["gp"], "org": "gp", "clinician": "Dr. Berg"},
+            {"token": TOKENS["ops"], "org": "ops", "clinician": "ops-1", "role": "operator"},
+        ],
+        "patients": [
+            {"id": "p-001", "display_name": "Anna A.", "orgs": ["rh", "gp"]},
+            {"id": "p-002", "display_name": "Bo B.", "orgs": ["gp"]},
+        ],
+        "hubs": [{"id": "hub-rh-1", "org": "rh"}, {"id": "hub-gp-1", "org": "gp"}],
+        "devices": [
+            {
+                "id": "00:1C:05:AA:BB:CC",
+                "hub": "hub-rh-1",
+                "patient": "p-001",
+                "model": "Nonin 3230",
+            },
+            {"id": "A&D-UA651", "hub": "hub-gp-1", "patient": "p-002", "model": "A&D UA-651BLE"},
+        ],
+        "rules": [
+            {
+                "key": "spo2-low",
+                "patient": "p-001",
+                "mdc": 150456,
+                "op": "<",
+                "threshold": 90,
+                "unit": "%",
+                "severity": "critical",
+                "description": "SpO2 below 90 %",
+            },
+            {
+                "key": "sys-high",
+                "patient": "p-002",
+                "mdc": 150021,
+                "op": ">",
+                "threshold": 180,
+                "unit": "mm[Hg]",
+                "severity": "warning",
+            },
+        ],
+    }
+)
 
 
 def auth(org: str) -> dict[str, str]:
@@ -117,9 +139,17 @@ async def raise_alert(
                        occurrences = alerts.occurrences + 1, last_value = EXCLUDED.last_value,
                        last_seen_at = EXCLUDED.last_seen_at
                    RETURNING alert_id, (xmax = 0)""",
-            {"p": patient, "r": rid, "k": f"key-{reading_time.isoformat()}",
-             "t": reading_time, "mdc": mdc, "v": Decimal(value), "u": unit, "s": severity,
-             "m": message},
+            {
+                "p": patient,
+                "r": rid,
+                "k": f"key-{reading_time.isoformat()}",
+                "t": reading_time,
+                "mdc": mdc,
+                "v": Decimal(value),
+                "u": unit,
+                "s": severity,
+                "m": message,
+            },
         )
         row = await cur.fetchone()
         assert row is not None
@@ -138,14 +168,31 @@ async def raise_alert(
 
 def insert_reading(conn: psycopg.Connection[Any], **overrides: Any) -> None:
     row: dict[str, Any] = {
-        "time": datetime.fromisoformat("2025-03-01T10:00:00+00:00"), "key": "k1",
-        "patient_id": "p-001", "hub_id": "hub-rh-1", "device_id": "00:1C:05:AA:BB:CC",
-        "source": "nonin-df2", "kind": "continuous", "mdc": 150456, "loinc": ["59408-5"],
-        "unit": "%", "mdc_unit": 262688, "value": Decimal("97"), "special": None,
-        "orig_value": None, "orig_unit": None, "panel": None, "grp": "g1", "flags": [],
-        "time_source": "hub", "device_time": None,
+        "time": datetime.fromisoformat("2025-03-01T10:00:00+00:00"),
+        "key": "k1",
+        "patient_id": "p-001",
+        "hub_id": "hub-rh-1",
+        "device_id": "00:1C:05:AA:BB:CC",
+        "source": "nonin-df2",
+        "kind": "continuous",
+        "mdc": 150456,
+        "loinc": ["59408-5"],
+        "unit": "%",
+        "mdc_unit": 262688,
+        "value": Decimal("97"),
+        "special": None,
+        "orig_value": None,
+        "orig_unit": None,
+        "panel": None,
+        "grp": "g1",
+        "flags": [],
+        "time_source": "hub",
+        "device_time": None,
         "received_at": datetime.fromisoformat("2025-03-01T10:00:01+00:00"),
-        "hub_clock": "synchronized", "sequence": None, "user_id": None, "raw": b"\x01\x02",
+        "hub_clock": "synchronized",
+        "sequence": None,
+        "user_id": None,
+        "raw": b"\x01\x02",
     }
     row.update(overrides)
     cols = ", ".join(row)

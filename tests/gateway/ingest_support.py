@@ -19,8 +19,8 @@ from gateway.db import migrate
 from gateway.fleet import Device, Fleet, Hub, Org, Patient, Rule, Webhook, apply_fleet
 from gateway.ingest import Ingester, StoredBatch
 from gateway.settings import GatewaySettings
-from telehub import contract
-from telehub.mqtt import MqttClient, MqttSettings
+from wire import contract
+from wire.mqtt import MqttClient, MqttSettings
 
 HUB = "hub-1"
 OTHER_HUB = "hub-2"
@@ -36,10 +36,22 @@ FLEET = Fleet(
         Device(id="scale-1", hub=HUB, patient="p1"),
         Device(id="oxi-2", hub=OTHER_HUB, patient="p2"),
     ],
-    rules=[Rule(key="spo2-low", patient="p1", mdc=150456, op="<", threshold=Decimal(90), unit="%",
-                severity="critical", description="SpO2 below 90 %")],
-    webhooks=[Webhook(org="rh", url="https://rh.example/hook"),
-              Webhook(org="gp", url="https://gp.example/hook")],
+    rules=[
+        Rule(
+            key="spo2-low",
+            patient="p1",
+            mdc=150456,
+            op="<",
+            threshold=Decimal(90),
+            unit="%",
+            severity="critical",
+            description="SpO2 below 90 %",
+        )
+    ],
+    webhooks=[
+        Webhook(org="rh", url="https://rh.example/hook"),
+        Webhook(org="gp", url="https://gp.example/hook"),
+    ],
 )
 
 
@@ -63,13 +75,19 @@ def encode_reading(r: dict[str, Any]) -> bytes:
     return msgspec.json.encode(r)
 
 
-def message(readings: list[dict[str, Any] | bytes], *, hub: str = HUB, msg_id: str | None = None,
-            v: int = 1) -> tuple[str, bytes]:
+def message(
+    readings: list[dict[str, Any] | bytes], *, hub: str = HUB, msg_id: str | None = None, v: int = 1
+) -> tuple[str, bytes]:
     """(msg_id, payload) of a ReadingsMessage."""
     mid = msg_id or uuid.uuid4().hex
     raws = [r if isinstance(r, bytes) else encode_reading(r) for r in readings]
-    msg = {"v": v, "hub": hub, "msg_id": mid, "sent_at": NOW.isoformat(),
-           "readings": [msgspec.Raw(r) for r in raws]}
+    msg = {
+        "v": v,
+        "hub": hub,
+        "msg_id": mid,
+        "sent_at": NOW.isoformat(),
+        "readings": [msgspec.Raw(r) for r in raws],
+    }
     return mid, msgspec.json.encode(msg)
 
 
@@ -84,8 +102,9 @@ class Harness:
     task: asyncio.Task[None] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def publish(self, payload: bytes, *, hub: str = HUB, leaf: str = "readings",
-                      retain: bool = False) -> None:
+    async def publish(
+        self, payload: bytes, *, hub: str = HUB, leaf: str = "readings", retain: bool = False
+    ) -> None:
         await self.pub.publish(f"telehub/v1/hubs/{hub}/{leaf}", payload, qos=1, retain=retain)
 
     async def receipt(self, timeout: float = 10.0) -> tuple[str, contract.Receipt]:
@@ -132,14 +151,17 @@ async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(dsn: str, broker_url: str, *, prepare: bool = True,
-                  **over: Any) -> AsyncIterator[Harness]:
+async def running(
+    dsn: str, broker_url: str, *, prepare: bool = True, **over: Any
+) -> AsyncIterator[Harness]:
     if prepare:
         prepare_db(dsn)
     settings = settings_for(dsn, broker_url, **over)
     mqtt = MqttSettings.from_url(broker_url, protocol=settings.mqtt_protocol)
-    async with MqttClient(mqtt, f"pub-{uuid.uuid4().hex[:8]}") as pub, \
-            MqttClient(mqtt, f"rcpt-{uuid.uuid4().hex[:8]}", manual_ack=True) as sub:
+    async with (
+        MqttClient(mqtt, f"pub-{uuid.uuid4().hex[:8]}") as pub,
+        MqttClient(mqtt, f"rcpt-{uuid.uuid4().hex[:8]}", manual_ack=True) as sub,
+    ):
         await sub.subscribe("telehub/v1/hubs/+/receipts", qos=1)
         h = Harness(dsn, settings, Ingester(settings, migrate_schema=False), pub, sub)
         h.ingester.on_stored = h.batches.put_nowait

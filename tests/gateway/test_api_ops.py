@@ -53,34 +53,56 @@ async def test_health_ok_with_ingester_counters(app: FastAPI, client: httpx.Asyn
     r = await client.get("/health")
     assert r.status_code == 200
     assert r.json() == {
-        "status": "ok", "database": "ok",
-        "stream": {"running": True, "listening": True, "subscribers": 0, "published": 0,
-                   "slow_consumers_closed": 0, "fetch_errors": 0},
+        "status": "ok",
+        "database": "ok",
+        "stream": {
+            "running": True,
+            "listening": True,
+            "subscribers": 0,
+            "published": 0,
+            "slow_consumers_closed": 0,
+            "fetch_errors": 0,
+        },
         "ingester": {"stored": 3, "db_errors": 0},
     }
 
 
 async def test_health_503_when_database_unreachable(unused_tcp_port: int) -> None:
-    app = create_app(f"postgresql://postgres@127.0.0.1:{unused_tcp_port}/none",
-                     acquire_timeout=0.3)
+    app = create_app(f"postgresql://postgres@127.0.0.1:{unused_tcp_port}/none", acquire_timeout=0.3)
     async with api_client(app) as client:
         r = await client.get("/health")
         assert r.status_code == 503
         assert (r.json()["status"], r.json()["database"], r.json()["ingester"]) == (
-            "unavailable", "unreachable", None)
+            "unavailable",
+            "unreachable",
+            None,
+        )
         # an authenticated endpoint answers with the error model, not a hang or a 500
         r = await client.get("/api/v1/patients", headers=auth("rh"))
-        assert (r.status_code, r.headers["retry-after"], r.json()) == (503, "5", {"error": {
-            "code": "database_unavailable", "message": "the database is unavailable",
-            "details": None}})
+        assert (r.status_code, r.headers["retry-after"], r.json()) == (
+            503,
+            "5",
+            {
+                "error": {
+                    "code": "database_unavailable",
+                    "message": "the database is unavailable",
+                    "details": None,
+                }
+            },
+        )
 
 
 async def test_hubs_presence_scoped_to_org_and_all_for_operator(
     db: str, client: httpx.AsyncClient
 ) -> None:
-    status = {"v": 1, "hub": "hub-rh-1", "state": "online", "at": "2025-03-01T10:00:00Z",
-              "outbox": {"pending": 12, "bytes": 3400, "dropped_continuous": 0, "full": False},
-              "devices": []}
+    status = {
+        "v": 1,
+        "hub": "hub-rh-1",
+        "state": "online",
+        "at": "2025-03-01T10:00:00Z",
+        "outbox": {"pending": 12, "bytes": 3400, "dropped_continuous": 0, "full": False},
+        "devices": [],
+    }
     with psycopg.connect(db) as conn:
         conn.execute(
             "UPDATE hubs SET state = 'online', last_seen = %s, status = %s WHERE hub_id = %s",
@@ -89,13 +111,25 @@ async def test_hubs_presence_scoped_to_org_and_all_for_operator(
         conn.execute("UPDATE devices SET last_seen = %s WHERE hub_id = 'hub-rh-1'", (T0,))
     r = await client.get("/api/v1/hubs", headers=auth("rh"))
     assert r.status_code == 200
-    assert r.json() == {"hubs": [{
-        "hub_id": "hub-rh-1", "org_id": "rh", "state": "online",
-        "last_seen": "2025-03-01T10:00:00Z", "status_at": "2025-03-01T10:00:00Z",
-        "outbox": {"pending": 12, "bytes": 3400, "dropped_continuous": 0, "full": False},
-        "devices": [{"device_id": "00:1C:05:AA:BB:CC", "model": "Nonin 3230",
-                     "last_seen": "2025-03-01T10:00:00Z"}],
-    }]}
+    assert r.json() == {
+        "hubs": [
+            {
+                "hub_id": "hub-rh-1",
+                "org_id": "rh",
+                "state": "online",
+                "last_seen": "2025-03-01T10:00:00Z",
+                "status_at": "2025-03-01T10:00:00Z",
+                "outbox": {"pending": 12, "bytes": 3400, "dropped_continuous": 0, "full": False},
+                "devices": [
+                    {
+                        "device_id": "00:1C:05:AA:BB:CC",
+                        "model": "Nonin 3230",
+                        "last_seen": "2025-03-01T10:00:00Z",
+                    }
+                ],
+            }
+        ]
+    }
     r = await client.get("/api/v1/hubs", headers=auth("ops"))
     assert [(h["hub_id"], h["state"], h["outbox"]) for h in r.json()["hubs"]] == [
         ("hub-gp-1", "unknown", None),
@@ -103,30 +137,40 @@ async def test_hubs_presence_scoped_to_org_and_all_for_operator(
     ]
 
 
-async def test_dead_letters_operator_only_with_paging(
-    db: str, client: httpx.AsyncClient
-) -> None:
+async def test_dead_letters_operator_only_with_paging(db: str, client: httpx.AsyncClient) -> None:
     with psycopg.connect(db) as conn:
         for i in range(3):
             conn.execute(
                 "INSERT INTO dead_letters (hub_id, topic, reading_key, reason, payload) "
                 "VALUES (%s, %s, %s, %s, %s)",
-                ("hub-rh-1", "telehub/v1/hubs/hub-rh-1/readings", f"k{i}", "unit: bad",
-                 b"{" * (i + 1)),
+                (
+                    "hub-rh-1",
+                    "telehub/v1/hubs/hub-rh-1/readings",
+                    f"k{i}",
+                    "unit: bad",
+                    b"{" * (i + 1),
+                ),
             )
     r = await client.get("/api/v1/dead-letters", headers=auth("rh"))
-    assert (r.status_code, r.json()) == (403, {"error": {
-        "code": "forbidden", "message": "operator role required", "details": None}})
+    assert (r.status_code, r.json()) == (
+        403,
+        {"error": {"code": "forbidden", "message": "operator role required", "details": None}},
+    )
 
     r = await client.get("/api/v1/dead-letters", params={"limit": 2}, headers=auth("ops"))
     assert r.status_code == 200
     page = r.json()
-    assert [(d["reading_key"], d["payload_size"], d["payload_base64"])
-            for d in page["dead_letters"]] == [("k2", 3, None), ("k1", 2, None)]
+    assert [
+        (d["reading_key"], d["payload_size"], d["payload_base64"]) for d in page["dead_letters"]
+    ] == [("k2", 3, None), ("k1", 2, None)]
     first = page["dead_letters"][0]
     assert {k: v for k, v in first.items() if k not in ("id", "received_at")} == {
-        "hub_id": "hub-rh-1", "topic": "telehub/v1/hubs/hub-rh-1/readings",
-        "reading_key": "k2", "reason": "unit: bad", "payload_size": 3, "payload_base64": None,
+        "hub_id": "hub-rh-1",
+        "topic": "telehub/v1/hubs/hub-rh-1/readings",
+        "reading_key": "k2",
+        "reason": "unit: bad",
+        "payload_size": 3,
+        "payload_base64": None,
     }
     r = await client.get(
         "/api/v1/dead-letters",
@@ -134,7 +178,8 @@ async def test_dead_letters_operator_only_with_paging(
         headers=auth("ops"),
     )
     assert [(d["reading_key"], d["payload_base64"]) for d in r.json()["dead_letters"]] == [
-        ("k0", "ew==")]
+        ("k0", "ew==")
+    ]
     assert r.json()["next_before_id"] is None
 
 
@@ -149,27 +194,46 @@ async def test_webhook_deliveries_by_status(db: str, client: httpx.AsyncClient) 
             (FAILED_SENTINEL, hook_rh),
         )
     r = await client.get("/api/v1/webhook-deliveries", headers=auth("rh"))
-    assert r.json() == {"deliveries": [{
-        "alert_id": alert_id, "webhook_id": hook_rh, "org_id": "rh",
-        "url": "http://127.0.0.1:9/rh", "status": "failed", "attempts": 10,
-        "next_attempt_at": None, "delivered_at": None, "last_error": "HTTP 500",
-    }]}
-    r = await client.get("/api/v1/webhook-deliveries", params={"status": "pending"},
-                         headers=auth("gp"))
+    assert r.json() == {
+        "deliveries": [
+            {
+                "alert_id": alert_id,
+                "webhook_id": hook_rh,
+                "org_id": "rh",
+                "url": "http://127.0.0.1:9/rh",
+                "status": "failed",
+                "attempts": 10,
+                "next_attempt_at": None,
+                "delivered_at": None,
+                "last_error": "HTTP 500",
+            }
+        ]
+    }
+    r = await client.get(
+        "/api/v1/webhook-deliveries", params={"status": "pending"}, headers=auth("gp")
+    )
     [pending] = r.json()["deliveries"]
-    assert (pending["webhook_id"], pending["status"], pending["attempts"]) == (hook_gp,
-                                                                              "pending", 0)
+    assert (pending["webhook_id"], pending["status"], pending["attempts"]) == (
+        hook_gp,
+        "pending",
+        0,
+    )
     assert pending["next_attempt_at"] is not None
-    r = await client.get("/api/v1/webhook-deliveries", params={"status": "all"},
-                         headers=auth("ops"))
+    r = await client.get(
+        "/api/v1/webhook-deliveries", params={"status": "all"}, headers=auth("ops")
+    )
     assert [(d["webhook_id"], d["status"]) for d in r.json()["deliveries"]] == [
-        (hook_rh, "failed"), (hook_gp, "pending")]
+        (hook_rh, "failed"),
+        (hook_gp, "pending"),
+    ]
 
 
 async def test_unknown_route_and_method_use_the_error_model(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/v1/nothing-here")
-    assert (r.status_code, r.json()) == (404, {"error": {
-        "code": "not_found", "message": "Not Found", "details": None}})
+    assert (r.status_code, r.json()) == (
+        404,
+        {"error": {"code": "not_found", "message": "Not Found", "details": None}},
+    )
     r = await client.delete("/api/v1/patients", headers=auth("rh"))
     assert (r.status_code, r.json()["error"]["code"]) == (405, "method_not_allowed")
 
@@ -179,14 +243,21 @@ async def test_openapi_documents_endpoints_security_and_errors(
 ) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert sorted(spec["paths"]) == [
-        "/api/v1/alerts", "/api/v1/alerts/stream", "/api/v1/alerts/{alert_id}/ack",
-        "/api/v1/dead-letters", "/api/v1/hubs", "/api/v1/patients",
-        "/api/v1/patients/{patient_id}/readings", "/api/v1/webhook-deliveries", "/health",
+        "/api/v1/alerts",
+        "/api/v1/alerts/stream",
+        "/api/v1/alerts/{alert_id}/ack",
+        "/api/v1/dead-letters",
+        "/api/v1/hubs",
+        "/api/v1/patients",
+        "/api/v1/patients/{patient_id}/readings",
+        "/api/v1/webhook-deliveries",
+        "/health",
     ]
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     readings = spec["paths"]["/api/v1/patients/{patient_id}/readings"]["get"]
     assert readings["responses"]["404"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/ErrorResponse"}
+        "$ref": "#/components/schemas/ErrorResponse"
+    }
     assert readings["security"] == [{"bearer": []}]
     assert "security" not in spec["paths"]["/health"]["get"]
     assert (await client.get("/docs")).status_code == 200

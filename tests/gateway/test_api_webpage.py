@@ -29,8 +29,13 @@ async def test_page_streams_and_acknowledges(fresh_db: str) -> None:
     page = resources.files("gateway.web").joinpath("index.html")
     async with serve(create_app(fresh_db)) as base:
         proc = await asyncio.create_subprocess_exec(
-            NODE, str(HARNESS), str(page), base, TOKENS["rh"],
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            NODE,
+            str(HARNESS),
+            str(page),
+            base,
+            TOKENS["rh"],
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         assert proc.stdout is not None and proc.stderr is not None
         try:
@@ -39,12 +44,18 @@ async def test_page_streams_and_acknowledges(fresh_db: str) -> None:
                 assert line.startswith("LIVE "), line + (await proc.stderr.read()).decode()
                 assert json.loads(line[5:]) == [["Anna A.", "p-001", "0", "—"]]
 
-                alert_id = await raise_alert(fresh_db, "p-001", value="86.5",
-                                             reading_time=datetime(2025, 3, 1, tzinfo=UTC))
+                alert_id = await raise_alert(
+                    fresh_db, "p-001", value="86.5", reading_time=datetime(2025, 3, 1, tzinfo=UTC)
+                )
                 line = (await proc.stdout.readline()).decode()
                 assert line.startswith("ALERT "), line
-                assert json.loads(line[6:]) == ["critical", "p-001", "SpO2 below 90 %",
-                                                "86.5 %", "1"]
+                assert json.loads(line[6:]) == [
+                    "critical",
+                    "p-001",
+                    "SpO2 below 90 %",
+                    "86.5 %",
+                    "1",
+                ]
                 assert (await proc.stdout.readline()).decode() == "ACKED\n"
                 assert await proc.wait() == 0
         finally:

@@ -49,19 +49,22 @@ def _expected_partitions(now: datetime) -> list[tuple[str, str]]:
     for d in range(-2, 4):
         y, m = _month(now.year, now.month, d)
         y2, m2 = _month(now.year, now.month, d + 1)
-        out.append((
-            f"readings_p{y:04d}_{m:02d}",
-            f"FOR VALUES FROM ('{y:04d}-{m:02d}-01 00:00:00+00') TO "
-            f"('{y2:04d}-{m2:02d}-01 00:00:00+00')",
-        ))
+        out.append(
+            (
+                f"readings_p{y:04d}_{m:02d}",
+                f"FOR VALUES FROM ('{y:04d}-{m:02d}-01 00:00:00+00') TO "
+                f"('{y2:04d}-{m2:02d}-01 00:00:00+00')",
+            )
+        )
     return sorted([*out, ("readings_default", "DEFAULT")])
 
 
 def test_fallback_is_chosen_here_and_migrate_is_idempotent(fresh_db: str) -> None:
     assert migrate(fresh_db) == "partitioned"
     with psycopg.connect(fresh_db, options="-c timezone=UTC") as conn:
-        assert conn.execute("SELECT count(*) FROM pg_available_extensions "
-                            "WHERE name = 'timescaledb'").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+        ).fetchone() == (0,)
         assert _tables(conn) == TABLES
         parts = _partitions(conn)
         versions = conn.execute("SELECT version, description FROM schema_migrations").fetchall()
@@ -106,19 +109,20 @@ def test_partition_creation_moves_rows_out_of_default(fresh_db: str) -> None:
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         for key, t in (("a", "2030-06-10Z"), ("b", "2030-06-20Z"), ("c", "2030-08-01Z")):
             conn.execute(_INSERT, (t, key, "97", t))
-        created = conn.execute(
-            "SELECT telehub_ensure_partitions(0, 0, '2030-06-15Z')"
-        ).fetchone()
+        created = conn.execute("SELECT telehub_ensure_partitions(0, 0, '2030-06-15Z')").fetchone()
         assert created == (1,)
         rows = conn.execute(
             "SELECT key, tableoid::regclass::text FROM readings ORDER BY key"
         ).fetchall()
         assert rows == [
-            ("a", "readings_p2030_06"), ("b", "readings_p2030_06"), ("c", "readings_default"),
+            ("a", "readings_p2030_06"),
+            ("b", "readings_p2030_06"),
+            ("c", "readings_default"),
         ]
         # and it is idempotent
-        assert conn.execute("SELECT telehub_ensure_partitions(0, 0, '2030-06-15Z')"
-                            ).fetchone() == (0,)
+        assert conn.execute("SELECT telehub_ensure_partitions(0, 0, '2030-06-15Z')").fetchone() == (
+            0,
+        )
         assert ensure_partitions(conn) == 0
 
 
@@ -150,8 +154,9 @@ def test_timescale_path_runs_against_a_stub_create_hypertable(fresh_db: str) -> 
         )
         assert apply_migrations(conn, "timescaledb") == [m.version for m in MIGRATIONS]
         assert apply_migrations(conn, "timescaledb") == []
-        assert conn.execute("SELECT rel, col, chunk::text, ine FROM hypertable_calls"
-                            ).fetchall() == [("readings", "time", "7 days", True)]
+        assert conn.execute(
+            "SELECT rel, col, chunk::text, ine FROM hypertable_calls"
+        ).fetchall() == [("readings", "time", "7 days", True)]
         assert existing_mode(conn) == "timescaledb"
         assert _tables(conn) == TABLES | {"hypertable_calls"}
         assert ensure_partitions(conn) == 0

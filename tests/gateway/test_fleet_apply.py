@@ -101,10 +101,24 @@ def _expected() -> Fleet:
             Device(id="00:1C:05:AA:BB:CC", hub="hub-001", patient="p-001", model="Nonin 3230")
         ],
         rules=[
-            Rule(key="spo2-low", patient="p-001", mdc=150456, op="<", threshold=Decimal(90),
-                 unit="%", severity="critical", description="SpO2 below 90 %"),
-            Rule(key="weight-high", patient="p-001", mdc=188736, op=">",
-                 threshold=Decimal("120.5"), unit="kg"),
+            Rule(
+                key="spo2-low",
+                patient="p-001",
+                mdc=150456,
+                op="<",
+                threshold=Decimal(90),
+                unit="%",
+                severity="critical",
+                description="SpO2 below 90 %",
+            ),
+            Rule(
+                key="weight-high",
+                patient="p-001",
+                mdc=188736,
+                op=">",
+                threshold=Decimal("120.5"),
+                unit="kg",
+            ),
         ],
         webhooks=[Webhook(org="rh", url="https://example.org/hook", secret="s3")],
     )
@@ -119,31 +133,46 @@ def test_load_toml_equals_python_constructed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[[orgs]\nid = 1", "f.toml: not valid TOML: Expected ']]' at the end of an array "
-                            "declaration (at line 1, column 7)"),
-        ('[[orgs]]\nid = "a"\nname = "A"\nkind = "clinic"\n',
-         "f.toml: invalid fleet: orgs[0].kind: Input should be 'hospital', 'gp', "
-         "'municipality' or 'operator'"),
-        ('[[orgs]]\nid = "a"\nname = 5\nkind = "gp"\ncolour = "red"\n',
-         "f.toml: invalid fleet: orgs[0].name: Input should be a valid string; "
-         "orgs[0].colour: Extra inputs are not permitted"),
-        ('[[hubs]]\nid = "a/b"\n',
-         "f.toml: invalid fleet: hubs[0].id: hub id 'a/b' contains ['/'] "
-         "(it is an MQTT topic segment)"),
-        ('[[patients]]\nid = "p"\norgs = ["nope"]\n[[devices]]\nid = "d"\nhub = "h"\n'
-         'patient = "p"\n',
-         "f.toml: invalid fleet: patients[0].orgs: unknown org 'nope'; "
-         "devices[0].hub: unknown hub 'h'"),
-        ('[[patients]]\nid = "p"\n[[rules]]\npatient = "p"\nmdc = 150456\nop = "<"\n'
-         'threshold = 90\nunit = "kg"\n',
-         "f.toml: invalid fleet: rules[0]: unit 'kg' is not a unit of MDC 150456 "
-         "(SpO2: ['%'])"),
-        ('[[patients]]\nid = "p"\n[[rules]]\npatient = "p"\nmdc = 150456\nop = "<"\n'
-         'threshold = "ninety"\nunit = "%"\n',
-         "f.toml: invalid fleet: rules[0].threshold: threshold 'ninety' is not a "
-         "decimal number"),
-        ('[[patients]]\nid = "p"\n[[patients]]\nid = "p"\n',
-         "f.toml: invalid fleet: patients: 'p' is declared 2 times"),
+        (
+            "[[orgs]\nid = 1",
+            "f.toml: not valid TOML: Expected ']]' at the end of an array "
+            "declaration (at line 1, column 7)",
+        ),
+        (
+            '[[orgs]]\nid = "a"\nname = "A"\nkind = "clinic"\n',
+            "f.toml: invalid fleet: orgs[0].kind: Input should be 'hospital', 'gp', "
+            "'municipality' or 'operator'",
+        ),
+        (
+            '[[orgs]]\nid = "a"\nname = 5\nkind = "gp"\ncolour = "red"\n',
+            "f.toml: invalid fleet: orgs[0].name: Input should be a valid string; "
+            "orgs[0].colour: Extra inputs are not permitted",
+        ),
+        (
+            '[[hubs]]\nid = "a/b"\n',
+            "f.toml: invalid fleet: hubs[0].id: hub id 'a/b' contains ['/'] "
+            "(it is an MQTT topic segment)",
+        ),
+        (
+            '[[patients]]\nid = "p"\norgs = ["nope"]\n[[devices]]\nid = "d"\nhub = "h"\n'
+            'patient = "p"\n',
+            "f.toml: invalid fleet: patients[0].orgs: unknown org 'nope'; "
+            "devices[0].hub: unknown hub 'h'",
+        ),
+        (
+            '[[patients]]\nid = "p"\n[[rules]]\npatient = "p"\nmdc = 150456\nop = "<"\n'
+            'threshold = 90\nunit = "kg"\n',
+            "f.toml: invalid fleet: rules[0]: unit 'kg' is not a unit of MDC 150456 (SpO2: ['%'])",
+        ),
+        (
+            '[[patients]]\nid = "p"\n[[rules]]\npatient = "p"\nmdc = 150456\nop = "<"\n'
+            'threshold = "ninety"\nunit = "%"\n',
+            "f.toml: invalid fleet: rules[0].threshold: threshold 'ninety' is not a decimal number",
+        ),
+        (
+            '[[patients]]\nid = "p"\n[[patients]]\nid = "p"\n',
+            "f.toml: invalid fleet: patients: 'p' is declared 2 times",
+        ),
     ],
 )
 def test_bad_fleet_gives_a_clear_error(text: str, message: str) -> None:
@@ -166,7 +195,7 @@ def _dump(conn: psycopg.Connection) -> dict[str, list[tuple[object, ...]]]:
         "hubs": "SELECT hub_id, org_id, state FROM hubs ORDER BY 1",
         "devices": "SELECT hub_id, device_id, patient_id, model FROM devices ORDER BY 1, 2",
         "rules": "SELECT rule_id, patient_id, rule_key, mdc, op, threshold::text, unit, severity,"
-                 " enabled, description FROM rules ORDER BY 1",
+        " enabled, description FROM rules ORDER BY 1",
         "webhooks": "SELECT webhook_id, org_id, url, secret FROM webhooks ORDER BY 1",
     }
     return {k: conn.execute(v).fetchall() for k, v in q.items()}  # type: ignore[arg-type]
@@ -204,15 +233,26 @@ def test_apply_changed_fleet_updates_in_place(fresh_db: str) -> None:
     the file: updated in place (rule ids stable), dropped rule disabled."""
     migrate(fresh_db)
     fleet = Fleet.from_toml(FLEET_TOML)
-    changed = fleet.model_copy(update={
-        "patients": [
-            Patient(id="p-001", display_name="Test Patient", orgs=["gp1"]),
-            Patient(id="p-002", orgs=["rh"]),
-        ],
-        "devices": [Device(id="00:1C:05:AA:BB:CC", hub="hub-001", patient="p-002")],
-        "rules": [Rule(key="spo2-low", patient="p-001", mdc=150456, op="<=",
-                       threshold=Decimal("88"), unit="%", severity="warning")],
-    })
+    changed = fleet.model_copy(
+        update={
+            "patients": [
+                Patient(id="p-001", display_name="Test Patient", orgs=["gp1"]),
+                Patient(id="p-002", orgs=["rh"]),
+            ],
+            "devices": [Device(id="00:1C:05:AA:BB:CC", hub="hub-001", patient="p-002")],
+            "rules": [
+                Rule(
+                    key="spo2-low",
+                    patient="p-001",
+                    mdc=150456,
+                    op="<=",
+                    threshold=Decimal("88"),
+                    unit="%",
+                    severity="warning",
+                )
+            ],
+        }
+    )
     with psycopg.connect(fresh_db) as conn:
         apply_fleet(conn, fleet)
         apply_fleet(conn, Fleet.model_validate(changed.model_dump()))

@@ -10,15 +10,17 @@ import pytest
 
 from gateway.ingest import Ingester
 from gateway.ingest.store import prepare_session
-from telehub import contract
-from telehub.mqtt import Message, MqttClient, MqttSettings
 from tests.gateway.ingest_support import HUB, message, prepare_db, reading, settings_for
+from wire import contract
+from wire.mqtt import Message, MqttClient, MqttSettings
 
 pytestmark = pytest.mark.integration
 
 # valid for the HubStatus schema (unknown fields are allowed), but jsonb cannot hold the number
-POISON = (b'{"v":1,"hub":"' + HUB.encode() + b'","state":"online",'
-          b'"at":"2024-01-01T00:00:00Z","extra":1e200000}')
+POISON = (
+    b'{"v":1,"hub":"' + HUB.encode() + b'","state":"online",'
+    b'"at":"2024-01-01T00:00:00Z","extra":1e200000}'
+)
 
 
 def _msg(topic: str, payload: bytes) -> Message:
@@ -37,11 +39,15 @@ async def test_poison_message_is_isolated_from_its_batch(fresh_db: str, mosquitt
         await prepare_session(conn)
         await ingester.cache.load(conn)
         async with MqttClient(MqttSettings.from_url(broker.url), "t-poison") as mqtt:
-            batch = await ingester.process(conn, mqtt, [
-                _msg(contract.readings_topic(HUB), pa),
-                _msg(contract.status_topic(HUB), POISON),
-                _msg(contract.readings_topic(HUB), pb),
-            ])
+            batch = await ingester.process(
+                conn,
+                mqtt,
+                [
+                    _msg(contract.readings_topic(HUB), pa),
+                    _msg(contract.status_topic(HUB), POISON),
+                    _msg(contract.readings_topic(HUB), pb),
+                ],
+            )
         cur = await conn.execute("SELECT key FROM readings ORDER BY time")
         stored = await cur.fetchall()
         cur = await conn.execute("SELECT hub_id, topic, reason, payload FROM dead_letters")
@@ -50,8 +56,13 @@ async def test_poison_message_is_isolated_from_its_batch(fresh_db: str, mosquitt
         state = await cur.fetchall()
     assert stored == [(a["key"],), (b["key"],)]
     assert [r.key for r in batch.stored] == [a["key"], b["key"]]
-    assert dead == [(HUB, contract.status_topic(HUB),
-                     "storage: the database refused this message (22003: value overflows "
-                     "numeric format)", POISON)]
+    assert dead == [
+        (
+            HUB,
+            contract.status_topic(HUB),
+            "storage: the database refused this message (22003: value overflows numeric format)",
+            POISON,
+        )
+    ]
     assert state == [("unknown",)]
     assert (ingester.counters.poison_messages, ingester.counters.rejected) == (1, 1)

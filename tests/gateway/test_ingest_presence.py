@@ -7,18 +7,22 @@ from datetime import timedelta
 
 import pytest
 
-from telehub import contract
 from tests.gateway.ingest_support import HUB, NOW, running
+from wire import contract
 
 pytestmark = pytest.mark.integration
 
 
 def _status(hub: str, state: str, *, at=NOW, devices=()) -> bytes:
-    return contract.encode(contract.HubStatus(
-        hub=hub, state=state, at=at,  # type: ignore[arg-type]
-        outbox=contract.OutboxState(pending=3, bytes=900),
-        devices=[contract.DeviceSeen(d, t) for d, t in devices],
-    ))
+    return contract.encode(
+        contract.HubStatus(
+            hub=hub,
+            state=state,
+            at=at,  # type: ignore[arg-type]
+            outbox=contract.OutboxState(pending=3, bytes=900),
+            devices=[contract.DeviceSeen(d, t) for d, t in devices],
+        )
+    )
 
 
 async def test_status_heartbeat_will_and_unknown_hub(fresh_db: str, mosquitto) -> None:
@@ -34,8 +38,7 @@ async def test_status_heartbeat_will_and_unknown_hub(fresh_db: str, mosquitto) -
         offline = _status(HUB, "offline", at=NOW - timedelta(hours=5))
         await h.publish(offline, leaf="status", retain=True)
         await h.batch()
-        hub_offline = h.query("SELECT state, last_seen, status FROM hubs WHERE hub_id = %s",
-                              (HUB,))
+        hub_offline = h.query("SELECT state, last_seen, status FROM hubs WHERE hub_id = %s", (HUB,))
 
         await h.publish(_status("hub-x", "online"), hub="hub-x", leaf="status")
         await h.publish(_status("hub-2", "online"), hub=HUB, leaf="status")
@@ -50,15 +53,19 @@ async def test_status_heartbeat_will_and_unknown_hub(fresh_db: str, mosquitto) -
     assert hub_offline == [("offline", NOW, json.loads(offline))]
     assert rows == [
         ("hub-x", contract.status_topic("hub-x"), None, "hub: unknown hub 'hub-x'"),
-        (HUB, contract.status_topic(HUB), None,
-         f"hub: status hub 'hub-2' does not match the topic's hub '{HUB}'"),
+        (
+            HUB,
+            contract.status_topic(HUB),
+            None,
+            f"hub: status hub 'hub-2' does not match the topic's hub '{HUB}'",
+        ),
     ]
     assert states == [(HUB, "offline"), ("hub-2", "unknown")]
 
 
 async def test_retained_status_is_read_at_start(fresh_db: str, mosquitto) -> None:
     """A hub's retained status published while no ingester ran is applied when one starts."""
-    from telehub.mqtt import MqttClient, MqttSettings
+    from wire.mqtt import MqttClient, MqttSettings
 
     broker = mosquitto()
     async with MqttClient(MqttSettings.from_url(broker.url), "hub-pub") as pub:

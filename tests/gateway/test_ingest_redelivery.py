@@ -11,8 +11,6 @@ import psycopg
 import pytest
 
 from gateway.ingest import Ingester
-from telehub import contract
-from telehub.mqtt import MqttClient, MqttSettings
 from tests.gateway.ingest_support import (
     HUB,
     message,
@@ -21,6 +19,8 @@ from tests.gateway.ingest_support import (
     settings_for,
     wait_until,
 )
+from wire import contract
+from wire.mqtt import MqttClient, MqttSettings
 
 pytestmark = pytest.mark.integration
 
@@ -88,8 +88,9 @@ async def test_database_outage_acks_nothing_and_redelivery_is_exact(
     assert rows == [(first[0]["key"],), (first[1]["key"],), (second[1]["key"],)]
     assert receipts == {
         mid1: contract.Receipt(msg_id=mid1, stored=[first[0]["key"], first[1]["key"]]),
-        mid2: contract.Receipt(msg_id=mid2, stored=[second[1]["key"]],
-                               duplicates=[second[0]["key"]]),
+        mid2: contract.Receipt(
+            msg_id=mid2, stored=[second[1]["key"]], duplicates=[second[0]["key"]]
+        ),
     }
     assert ingester.counters.db_errors >= 1
     assert (ingester.counters.stored, ingester.counters.duplicates) == (3, 1)

@@ -8,7 +8,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from telehub import contract
 from tests.gateway.ingest_support import (
     HUB,
     NOW,
@@ -18,6 +17,7 @@ from tests.gateway.ingest_support import (
     reading,
     running,
 )
+from wire import contract
 
 pytestmark = pytest.mark.integration
 
@@ -33,30 +33,41 @@ async def test_bad_readings_are_rejected_one_by_one(fresh_db: str, mosquitto) ->
     bad: list[tuple[dict[str, Any] | bytes, str]] = [
         (reading(2, device="oxi-9"), f"device: 'oxi-9' is not bound on hub '{HUB}'"),
         (reading(3, device="oxi-2"), f"device: 'oxi-2' is not bound on hub '{HUB}'"),
-        (reading(4, patient="p2"),
-         f"patient: reading says 'p2' but device 'oxi-1' on hub '{HUB}' is bound to 'p1'"),
-        (reading(5, value="101"),
-         "value: 101 % is outside the plausible range 0-100 % for MDC 150456 (SpO2)"),
-        (reading(6, unit="kg", mdc_unit=263875),
-         "unit: 'kg' is not a unit of MDC 150456 (SpO2; accepted: % or a unit that converts "
-         "to one)"),
-        (reading(7, mdc_unit=263875),
-         "mdc_unit: 263875 does not match unit '%' (MDC unit 262688)"),
+        (
+            reading(4, patient="p2"),
+            f"patient: reading says 'p2' but device 'oxi-1' on hub '{HUB}' is bound to 'p1'",
+        ),
+        (
+            reading(5, value="101"),
+            "value: 101 % is outside the plausible range 0-100 % for MDC 150456 (SpO2)",
+        ),
+        (
+            reading(6, unit="kg", mdc_unit=263875),
+            "unit: 'kg' is not a unit of MDC 150456 (SpO2; accepted: % or a unit that converts "
+            "to one)",
+        ),
+        (reading(7, mdc_unit=263875), "mdc_unit: 263875 does not match unit '%' (MDC unit 262688)"),
         (reading(8, mdc=123456), "mdc: unknown MDC code 123456"),
         (reading(9, value="9 7"), "value: '9 7' is not a finite decimal number"),
         (reading(10, value="NaN"), "value: 'NaN' is not a finite decimal number"),
         (reading(11, value="88", special="nan"), "value: must be null when special is set"),
         (reading(12, value=None), "value: null without a special value"),
-        (reading(13, kind="sometimes"),
-         "kind: unknown kind 'sometimes' (expected one of ['continuous', 'control', 'device', "
-         "'intermediate', 'spot'])"),
+        (
+            reading(13, kind="sometimes"),
+            "kind: unknown kind 'sometimes' (expected one of ['continuous', 'control', 'device', "
+            "'intermediate', 'spot'])",
+        ),
         (reading(14, raw="zz"), "raw: not a hex string"),
         (reading(15, time="2024-01-01T00:00:00"), "time: has no UTC offset"),
         (_UTF8_BAD, f"reading: not valid UTF-8 (byte {_UTF8_AT})"),
-        (encode_reading(reading(17)).replace(b'"mdc":150456', b'"mdc":"150456"'),
-         "reading: Expected 'int', got 'str' - at '$.mdc'"),
-        (encode_reading(reading(18, source="a\u0000b")),
-         "reading: contains a NUL character (\\u0000)"),
+        (
+            encode_reading(reading(17)).replace(b'"mdc":150456', b'"mdc":"150456"'),
+            "reading: Expected 'int', got 'str' - at '$.mdc'",
+        ),
+        (
+            encode_reading(reading(18, source="a\u0000b")),
+            "reading: contains a NUL character (\\u0000)",
+        ),
     ]
     future = reading(20, time=(NOW + timedelta(days=2)).isoformat())
     items: list[dict[str, Any] | bytes] = [good1, *(b for b, _ in bad), future, good2]
@@ -77,8 +88,7 @@ async def test_bad_readings_are_rejected_one_by_one(fresh_db: str, mosquitto) ->
         return None if isinstance(k, str) and "\0" in k else k
 
     expected_dead = [
-        (HUB, TOPIC, key(item), reason,
-         item if isinstance(item, bytes) else encode_reading(item))
+        (HUB, TOPIC, key(item), reason, item if isinstance(item, bytes) else encode_reading(item))
         for item, reason in [*bad, (future, future_reason)]
     ]
     assert dead == expected_dead
@@ -95,27 +105,43 @@ async def test_bad_readings_are_rejected_one_by_one(fresh_db: str, mosquitto) ->
 
 def _v2() -> tuple[str | None, bytes, str, list[str]]:
     mid, payload = message([reading(50), reading(51)], v=2)
-    return (mid, payload, "v: unsupported schema version 2 (this gateway accepts 1)",
-            [reading(50)["key"], reading(51)["key"]])
+    return (
+        mid,
+        payload,
+        "v: unsupported schema version 2 (this gateway accepts 1)",
+        [reading(50)["key"], reading(51)["key"]],
+    )
 
 
 def _hub_mismatch() -> tuple[str | None, bytes, str, list[str]]:
     mid, payload = message([reading(50)], hub=OTHER_HUB)
-    return (mid, payload,
-            f"hub: message hub '{OTHER_HUB}' does not match the topic's hub '{HUB}'",
-            [reading(50)["key"]])
+    return (
+        mid,
+        payload,
+        f"hub: message hub '{OTHER_HUB}' does not match the topic's hub '{HUB}'",
+        [reading(50)["key"]],
+    )
 
 
 def _oversized() -> tuple[str | None, bytes, str, list[str]]:
     _, payload = message([reading(50, device_time="x" * contract.MAX_PAYLOAD_BYTES)])
     n = len(payload)
-    return (None, payload, f"payload: {n} bytes exceeds the limit of {contract.MAX_PAYLOAD_BYTES}"
-            f" bytes (dead letter keeps the first {contract.MAX_PAYLOAD_BYTES})", [])
+    return (
+        None,
+        payload,
+        f"payload: {n} bytes exceeds the limit of {contract.MAX_PAYLOAD_BYTES}"
+        f" bytes (dead letter keeps the first {contract.MAX_PAYLOAD_BYTES})",
+        [],
+    )
 
 
 def _malformed() -> tuple[str | None, bytes, str, list[str]]:
-    return None, b'{"v": 1, "hub": "hub-1", "readings": [', (
-        "payload: malformed JSON: Input data was truncated"), []
+    return (
+        None,
+        b'{"v": 1, "hub": "hub-1", "readings": [',
+        ("payload: malformed JSON: Input data was truncated"),
+        [],
+    )
 
 
 def _not_utf8() -> tuple[str | None, bytes, str, list[str]]:
@@ -127,13 +153,20 @@ def _not_utf8() -> tuple[str | None, bytes, str, list[str]]:
 
 def _schema() -> tuple[str | None, bytes, str, list[str]]:
     payload = b'{"v": 1, "hub": "hub-1", "msg_id": "m-s", "readings": {}}'
-    return "m-s", payload, (
-        "message: does not match the ReadingsMessage schema: Expected 'array', got 'object' - "
-        "at '$.readings'"), []
+    return (
+        "m-s",
+        payload,
+        (
+            "message: does not match the ReadingsMessage schema: Expected 'array', got 'object' - "
+            "at '$.readings'"
+        ),
+        [],
+    )
 
 
 @pytest.mark.parametrize(
-    "case", [_v2, _hub_mismatch, _oversized, _malformed, _not_utf8, _schema],
+    "case",
+    [_v2, _hub_mismatch, _oversized, _malformed, _not_utf8, _schema],
     ids=["version", "hub-mismatch", "oversized", "malformed-json", "not-utf8", "schema"],
 )
 async def test_bad_message_is_rejected_whole(fresh_db: str, mosquitto, case) -> None:

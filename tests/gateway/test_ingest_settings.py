@@ -14,10 +14,26 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("DATABASE_URL", "MQTT_URL", "MQTT_PROTOCOL", "SESSION_EXPIRY"):
         monkeypatch.delenv(f"TELEHUB_{name}", raising=False)
     s = GatewaySettings()
-    assert (s.database_url, s.mqtt_url, s.mqtt_protocol, s.ingester_client_id, s.session_expiry,
-            s.shared_subscription_group, s.batch_max_readings, s.api_host, s.api_port) == (
-        "postgresql://postgres@127.0.0.1:5432/telehub", "mqtt://127.0.0.1:1883", "5",
-        "telehub-ingester", timedelta(days=7), None, 5000, "127.0.0.1", 8080,
+    assert (
+        s.database_url,
+        s.mqtt_url,
+        s.mqtt_protocol,
+        s.ingester_client_id,
+        s.session_expiry,
+        s.shared_subscription_group,
+        s.batch_max_readings,
+        s.api_host,
+        s.api_port,
+    ) == (
+        "postgresql://postgres@127.0.0.1:5432/telehub",
+        "mqtt://127.0.0.1:1883",
+        "5",
+        "telehub-ingester",
+        timedelta(days=7),
+        None,
+        5000,
+        "127.0.0.1",
+        8080,
     )
 
 
@@ -27,9 +43,12 @@ def test_environment_with_prefix_and_durations(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("TELEHUB_MAX_FUTURE_SKEW", "PT2H")
     monkeypatch.setenv("TELEHUB_SHARED_SUBSCRIPTION_GROUP", "ingest")
     s = GatewaySettings()
-    assert (s.mqtt_protocol, s.session_expiry, s.max_future_skew,
-            s.shared_subscription_group) == ("3.1.1", timedelta(hours=1), timedelta(hours=2),
-                                             "ingest")
+    assert (s.mqtt_protocol, s.session_expiry, s.max_future_skew, s.shared_subscription_group) == (
+        "3.1.1",
+        timedelta(hours=1),
+        timedelta(hours=2),
+        "ingest",
+    )
 
 
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

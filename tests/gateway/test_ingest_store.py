@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from telehub import contract
 from tests.gateway.ingest_support import (
     HUB,
     READING_COLUMNS,
@@ -17,6 +16,7 @@ from tests.gateway.ingest_support import (
     reading,
     running,
 )
+from wire import contract
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,40 @@ pytestmark = pytest.mark.integration
 async def test_good_readings_are_stored_with_a_receipt(fresh_db: str, mosquitto, over) -> None:
     broker = mosquitto()
     spo2 = reading(1, value="97")
-    weight = reading(2, device="scale-1", source="2a9d", mdc=188736, loinc=["29463-7"],
-                     unit="kg", mdc_unit=263875, value="72.00", group="w", flags=["bmi-absent"],
-                     sequence=None, user_id=3, time_source="device-unverified")
-    pounds = reading(3, device="scale-1", source="2a9d", mdc=188736, loinc=["29463-7"],
-                     unit="[lb_av]", mdc_unit=263904, value="150.00", group="w2")
-    special = reading(4, value=None, special="nres", time_source="hub", device_time=None,
-                      hub_clock="unsynchronized")
+    weight = reading(
+        2,
+        device="scale-1",
+        source="2a9d",
+        mdc=188736,
+        loinc=["29463-7"],
+        unit="kg",
+        mdc_unit=263875,
+        value="72.00",
+        group="w",
+        flags=["bmi-absent"],
+        sequence=None,
+        user_id=3,
+        time_source="device-unverified",
+    )
+    pounds = reading(
+        3,
+        device="scale-1",
+        source="2a9d",
+        mdc=188736,
+        loinc=["29463-7"],
+        unit="[lb_av]",
+        mdc_unit=263904,
+        value="150.00",
+        group="w2",
+    )
+    special = reading(
+        4,
+        value=None,
+        special="nres",
+        time_source="hub",
+        device_time=None,
+        hub_clock="unsynchronized",
+    )
     async with running(fresh_db, broker.url, **over) as h:
         mid, payload = message([spo2, weight, pounds, special])
         await h.publish(payload)
@@ -51,21 +78,36 @@ async def test_good_readings_are_stored_with_a_receipt(fresh_db: str, mosquitto,
     assert rows == [
         expected_row(spo2),
         expected_row(weight),
-        expected_row(pounds, unit="kg", mdc_unit=263875, value="68.039", orig_value="150.00",
-                     orig_unit="[lb_av]"),
+        expected_row(
+            pounds,
+            unit="kg",
+            mdc_unit=263875,
+            value="68.039",
+            orig_value="150.00",
+            orig_unit="[lb_av]",
+        ),
         expected_row(special),
     ]
     assert [(r.key, r.mdc, str(r.value), r.unit) for r in batch.stored] == [
-        (spo2["key"], 150456, "97", "%"), (weight["key"], 188736, "72.00", "kg"),
-        (pounds["key"], 188736, "68.039", "kg"), (special["key"], 150456, "None", "%"),
+        (spo2["key"], 150456, "97", "%"),
+        (weight["key"], 188736, "72.00", "kg"),
+        (pounds["key"], 188736, "68.039", "kg"),
+        (special["key"], 150456, "None", "%"),
     ]
     assert (batch.duplicates, batch.rejected, batch.alerts) == ((), (), ())
     assert health["connected"] is True and health["stored"] == 4
     assert isinstance(health["last_batch_at"], str)
-    assert {k: counters[k] for k in ("received", "readings", "stored", "duplicates", "rejected",
-                                     "receipts", "batches")} == {
-        "received": 1, "readings": 4, "stored": 4, "duplicates": 0, "rejected": 0,
-        "receipts": 1, "batches": 1,
+    assert {
+        k: counters[k]
+        for k in ("received", "readings", "stored", "duplicates", "rejected", "receipts", "batches")
+    } == {
+        "received": 1,
+        "readings": 4,
+        "stored": 4,
+        "duplicates": 0,
+        "rejected": 0,
+        "receipts": 1,
+        "batches": 1,
     }
 
 
@@ -87,8 +129,9 @@ async def test_redelivered_message_is_counted_as_duplicates(fresh_db: str, mosqu
         counters = h.ingester.counters.snapshot()
     assert got == {
         mid: contract.Receipt(msg_id=mid, duplicates=[r["key"] for r in readings]),
-        mid2: contract.Receipt(msg_id=mid2, stored=[reading(9)["key"]],
-                               duplicates=[readings[0]["key"]]),
+        mid2: contract.Receipt(
+            msg_id=mid2, stored=[reading(9)["key"]], duplicates=[readings[0]["key"]]
+        ),
     }
     assert count == [(4, 4)]
     assert (counters["stored"], counters["duplicates"]) == (4, 4)
@@ -114,8 +157,11 @@ async def test_device_bound_after_start_is_accepted_after_cache_refresh(
         mid, payload = message([r])
         await h.publish(payload)
         _, first = await h.receipt()
-        h.query("INSERT INTO devices (hub_id, device_id, patient_id) VALUES (%s, 'oxi-new', 'p1') "
-                "RETURNING device_id", (HUB,))
+        h.query(
+            "INSERT INTO devices (hub_id, device_id, patient_id) VALUES (%s, 'oxi-new', 'p1') "
+            "RETURNING device_id",
+            (HUB,),
+        )
         await asyncio.sleep(0.25)  # > device_cache_refresh
         await h.publish(payload)
         _, second = await h.receipt()

@@ -44,26 +44,48 @@ def base(r: dict[str, Any]) -> NormalizedReading:
     ],
 )  # fmt: skip
 def test_alternate_units_are_converted_with_drivers_units(
-    mdc: int, unit: str, mdc_unit: int, value: str, want_value: str, want_unit: str,
+    mdc: int,
+    unit: str,
+    mdc_unit: int,
+    value: str,
+    want_value: str,
+    want_unit: str,
     want_mdc_unit: int,
 ) -> None:
     r = reading(1, mdc=mdc, unit=unit, mdc_unit=mdc_unit, value=value, loinc=[])
     got = check(r)
-    assert got == replace(base(r), mdc=mdc, unit=want_unit, mdc_unit=want_mdc_unit,
-                          value=Decimal(want_value), orig_value=Decimal(value), orig_unit=unit)
+    assert got == replace(
+        base(r),
+        mdc=mdc,
+        unit=want_unit,
+        mdc_unit=want_mdc_unit,
+        value=Decimal(want_value),
+        orig_value=Decimal(value),
+        orig_unit=unit,
+    )
     assert isinstance(got, NormalizedReading) and str(got.value) == want_value
 
 
 def test_original_from_the_edge_is_kept() -> None:
-    r = reading(1, mdc=188736, unit="kg", mdc_unit=263875, value="68.039",
-                orig_value="150.00", orig_unit="[lb_av]", loinc=[])
-    assert check(r) == replace(base(r), value=Decimal("68.039"), orig_value=Decimal("150.00"),
-                               orig_unit="[lb_av]")
+    r = reading(
+        1,
+        mdc=188736,
+        unit="kg",
+        mdc_unit=263875,
+        value="68.039",
+        orig_value="150.00",
+        orig_unit="[lb_av]",
+        loinc=[],
+    )
+    assert check(r) == replace(
+        base(r), value=Decimal("68.039"), orig_value=Decimal("150.00"), orig_unit="[lb_av]"
+    )
 
 
 def test_special_value_in_alternate_unit_is_stored_in_the_canonical_unit() -> None:
-    r = reading(1, mdc=188736, unit="[lb_av]", mdc_unit=263904, value=None,
-                special="unsuccessful", loinc=[])
+    r = reading(
+        1, mdc=188736, unit="[lb_av]", mdc_unit=263904, value=None, special="unsuccessful", loinc=[]
+    )
     assert check(r) == replace(base(r), unit="kg", mdc_unit=263875, special="unsuccessful")
 
 
@@ -91,8 +113,11 @@ def test_valid_message_keeps_each_reading_raw_for_separate_checks() -> None:
     parsed = parse_readings_message(HUB, payload)
     assert isinstance(parsed, ParsedMessage)
     assert (parsed.hub, parsed.msg_id, [bytes(r) for r in parsed.readings]) == (
-        HUB, mid, [b"{}", msgspec.json.encode(reading(1))]
+        HUB,
+        mid,
+        [b"{}", msgspec.json.encode(reading(1))],
     )
     bad = check_reading(parsed.readings[0], HUB, now=NOW, max_future_skew=SKEW)
-    assert bad == Reject("reading-schema", "reading: Object missing required field 'key'", None,
-                         b"{}")
+    assert bad == Reject(
+        "reading-schema", "reading: Object missing required field 'key'", None, b"{}"
+    )

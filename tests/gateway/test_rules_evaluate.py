@@ -69,8 +69,13 @@ def test_non_clinical_readings_are_not_evaluated(reading: R) -> None:
 
 def test_rule_in_original_unit_compares_the_original_value() -> None:
     rule = Rule(5, "p1", 188736, ">", Decimal("200"), "[lb_av]", "warning")
-    r = R(mdc=188736, value=Decimal("90.81"), unit="kg", orig_value=Decimal("200.2"),
-          orig_unit="[lb_av]")
+    r = R(
+        mdc=188736,
+        value=Decimal("90.81"),
+        unit="kg",
+        orig_value=Decimal("200.2"),
+        orig_unit="[lb_av]",
+    )
     assert evaluate(r, [rule]) == Evaluation((Breach(rule, Decimal("200.2"), "[lb_av]"),))
 
 

@@ -18,10 +18,10 @@ from gateway.ingest import StoredBatch
 from gateway.notify.alerts import AlertView
 from gateway.notify.webhook import WebhookOptions
 from gateway.service import run_gateway
-from telehub.mqtt import MqttClient, MqttSettings
 from tests.gateway.api_support import free_socket, receiver, wait_for
 from tests.gateway.ingest_support import FLEET, HUB, message, prepare_db, reading, settings_for
 from tests.gateway.test_stream_sse import SseClient
+from wire.mqtt import MqttClient, MqttSettings
 
 pytestmark = pytest.mark.integration
 
@@ -50,17 +50,25 @@ async def test_reading_to_stream_webhook_and_api_then_graceful_stop(
     alerts: list[AlertView] = []
     batches: list[StoredBatch] = []
     async with receiver() as rec:
-        fleet = FLEET.model_copy(update={
-            "tokens": [Token(token=TOKEN, org="gp", clinician="Dr. G")],
-            "webhooks": [Webhook(org="gp", url=f"{rec.base}/gp", secret="hook-secret")],
-        })
+        fleet = FLEET.model_copy(
+            update={
+                "tokens": [Token(token=TOKEN, org="gp", clinician="Dr. G")],
+                "webhooks": [Webhook(org="gp", url=f"{rec.base}/gp", secret="hook-secret")],
+            }
+        )
         prepare_db(fresh_db, fleet)
         sock = free_socket()
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        gateway = asyncio.create_task(run_gateway(
-            settings_for(fresh_db, mqtt_url), stop=stop, on_stored=batches.append,
-            on_alert=alerts.append, webhook=WebhookOptions(poll_interval=1), sockets=[sock],
-        ))
+        gateway = asyncio.create_task(
+            run_gateway(
+                settings_for(fresh_db, mqtt_url),
+                stop=stop,
+                on_stored=batches.append,
+                on_alert=alerts.append,
+                webhook=WebhookOptions(poll_interval=1),
+                sockets=[sock],
+            )
+        )
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             health = await wait_healthy(http)
             assert (health["status"], health["ingester"]["stored"]) == ("ok", 0)
@@ -74,19 +82,29 @@ async def test_reading_to_stream_webhook_and_api_then_graceful_stop(
                     await hub.publish(f"telehub/v1/hubs/{HUB}/readings", payload, qos=1)
 
                 kind, alert = await sse.next_event(timeout=10)
-                assert (kind, alert["patient_id"], alert["value"], alert["severity"],
-                        alert["status"]) == ("alert", "p1", "87.0", "critical", "open")
+                assert (
+                    kind,
+                    alert["patient_id"],
+                    alert["value"],
+                    alert["severity"],
+                    alert["status"],
+                ) == ("alert", "p1", "87.0", "critical", "open")
                 await wait_for(lambda: len(rec.requests) == 1, timeout=10)
                 assert [(a.alert_id, a.value) for a in alerts] == [(alert["alert_id"], "87.0")]
                 assert [len(b.stored) for b in batches if b.stored] == [2]
 
                 hook = rec.requests[0]
                 assert json.loads(hook.body) == {"type": "alert", "alert": alert}
-                assert hook.headers["x-telehub-signature"] == "sha256=" + hmac.new(
-                    b"hook-secret", hook.body, hashlib.sha256).hexdigest()
+                assert (
+                    hook.headers["x-telehub-signature"]
+                    == "sha256=" + hmac.new(b"hook-secret", hook.body, hashlib.sha256).hexdigest()
+                )
 
-                r = await http.get("/api/v1/patients/p1/readings", headers=HEADERS,
-                                   params={"from": "2000-01-01T00:00:00Z"})
+                r = await http.get(
+                    "/api/v1/patients/p1/readings",
+                    headers=HEADERS,
+                    params={"from": "2000-01-01T00:00:00Z"},
+                )
                 assert [x["value"] for x in r.json()["readings"]] == ["97", "87.0"]
                 assert (await http.get("/health")).json()["ingester"]["stored"] == 2
 
@@ -97,9 +115,7 @@ async def test_reading_to_stream_webhook_and_api_then_graceful_stop(
             await gateway
 
 
-async def test_a_part_that_fails_to_start_stops_the_others(
-    fresh_db: str, mqtt_url: str
-) -> None:
+async def test_a_part_that_fails_to_start_stops_the_others(fresh_db: str, mqtt_url: str) -> None:
     prepare_db(fresh_db)
     taken = free_socket()
     taken.listen()

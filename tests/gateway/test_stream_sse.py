@@ -82,23 +82,37 @@ async def test_alerts_reach_only_the_orgs_following_the_patient(db: str) -> None
     received: list[AlertView] = []
     app = create_app(db, on_alert=received.append)
     async with serve(app) as base, sse(base, "rh") as rh, sse(base, "gp") as gp:
-        other = await raise_alert(db, "p-002", reading_time=T0, value="191", unit="mm[Hg]",
-                                  mdc=150021)
+        other = await raise_alert(
+            db, "p-002", reading_time=T0, value="191", unit="mm[Hg]", mdc=150021
+        )
         kind, data = await gp.next_event()
         assert (kind, data["alert_id"], data["patient_id"], data["value"]) == (
-            "alert", other, "p-002", "191")
+            "alert",
+            other,
+            "p-002",
+            "191",
+        )
 
         shared = await raise_alert(db, "p-001", reading_time=T0, value="87.50")
         for client in (rh, gp):  # rh's first alert is p-001's: it never saw p-002's
             kind, data = await client.next_event()
-            assert (kind, data["alert_id"], data["value"], data["occurrences"],
-                    data["status"]) == ("alert", shared, "87.50", 1, "open")
+            assert (kind, data["alert_id"], data["value"], data["occurrences"], data["status"]) == (
+                "alert",
+                shared,
+                "87.50",
+                1,
+                "open",
+            )
 
         # a further occurrence and the acknowledgement are events of the same alert
         await raise_alert(db, "p-001", reading_time=T0 + timedelta(seconds=1), value="86")
         kind, data = await rh.next_event()
         assert (kind, data["alert_id"], data["occurrences"], data["last_value"]) == (
-            "alert", shared, 2, "86")
+            "alert",
+            shared,
+            2,
+            "86",
+        )
         async with httpx.AsyncClient(base_url=base) as http:
             r = await http.post(f"/api/v1/alerts/{shared}/ack", headers=auth("gp"))
             assert r.status_code == 200
@@ -108,9 +122,14 @@ async def test_alerts_reach_only_the_orgs_following_the_patient(db: str) -> None
                 if data["status"] == "acknowledged":
                     break
             assert (data["alert_id"], data["acknowledged_by"], data["acknowledged_org"]) == (
-                shared, "Dr. Berg", "gp")
+                shared,
+                "Dr. Berg",
+                "gp",
+            )
     assert [(a.alert_id, a.occurrences, a.status) for a in received] == [
-        (other, 1, "open"), (shared, 1, "open"), (shared, 2, "open"),
+        (other, 1, "open"),
+        (shared, 1, "open"),
+        (shared, 2, "open"),
         (shared, 2, "acknowledged"),
     ]
 
@@ -143,12 +162,17 @@ async def test_slow_client_is_disconnected_not_buffered(db: str) -> None:
         async with await psycopg.AsyncConnection.connect(db) as conn:
             [event] = await fetch_alert_events(conn, [first])
         for n in range(2, 12):
-            broadcaster.publish(AlertEvent(
-                alert=event.alert.model_copy(update={"occurrences": n}), orgs=event.orgs))
+            broadcaster.publish(
+                AlertEvent(alert=event.alert.model_copy(update={"occurrences": n}), orgs=event.orgs)
+            )
         for client in (rh, gp):
             got = [await client.next_event() for _ in range(4)]
             assert [(k, d.get("occurrences", d.get("reason"))) for k, d in got] == [
-                ("alert", 2), ("alert", 3), ("alert", 4), ("close", "slow_consumer")]
+                ("alert", 2),
+                ("alert", 3),
+                ("alert", 4),
+                ("close", "slow_consumer"),
+            ]
             assert await client.next_event() == ("eof", None)
         assert broadcaster.stats().slow_consumers_closed == 2
         assert broadcaster.stats().subscribers == 0
@@ -171,11 +195,14 @@ async def test_a_client_that_stopped_reading_is_cut_after_the_grace() -> None:
         await asyncio.Event().wait()
 
     task = asyncio.create_task(response({"type": "http"}, receive, send))
-    event = AlertEvent(alert=AlertView(alert_id=1, patient_id="p-001", raised_at=T0,
-                                       occurrences=1, status="open"), orgs=frozenset({"rh"}))
+    event = AlertEvent(
+        alert=AlertView(alert_id=1, patient_id="p-001", raised_at=T0, occurrences=1, status="open"),
+        orgs=frozenset({"rh"}),
+    )
     for n in range(1, 5):
-        broadcaster.publish(AlertEvent(
-            alert=event.alert.model_copy(update={"occurrences": n}), orgs=event.orgs))
+        broadcaster.publish(
+            AlertEvent(alert=event.alert.model_copy(update={"occurrences": n}), orgs=event.orgs)
+        )
         await asyncio.sleep(0.01)
     async with asyncio.timeout(2):
         await task

@@ -63,8 +63,9 @@ def delivery_rows(db: str) -> list[tuple[Any, ...]]:
 
 def make_due(db: str) -> None:
     with psycopg.connect(db) as conn:
-        conn.execute("UPDATE alert_deliveries SET next_attempt_at = now() "
-                     "WHERE delivered_at IS NULL")
+        conn.execute(
+            "UPDATE alert_deliveries SET next_attempt_at = now() WHERE delivered_at IS NULL"
+        )
 
 
 def test_backoff_is_exponential_and_capped() -> None:
@@ -93,27 +94,48 @@ async def test_worker_wakes_on_notify_and_posts_the_signed_alert(
     by_path = {r.path: r for r in rec.requests}
     rh = by_path["/rh"]
     payload = json.loads(rh.body)
-    assert payload == {"type": "alert", "alert": {
-        "alert_id": alert_id, "patient_id": "p-001", "rule_id": payload["alert"]["rule_id"],
-        "reading_key": "key-2025-03-01T10:00:00+00:00", "reading_time": "2025-03-01T10:00:00Z",
-        "mdc": 150456, "metric": "SpO2", "value": "87.50", "unit": "%", "severity": "critical",
-        "message": "SpO2 below 90 %", "raised_at": payload["alert"]["raised_at"],
-        "occurrences": 1, "last_value": "87.50", "last_seen_at": "2025-03-01T10:00:00Z",
-        "status": "open", "acknowledged_at": None, "acknowledged_by": None,
-        "acknowledged_org": None,
-    }}
+    assert payload == {
+        "type": "alert",
+        "alert": {
+            "alert_id": alert_id,
+            "patient_id": "p-001",
+            "rule_id": payload["alert"]["rule_id"],
+            "reading_key": "key-2025-03-01T10:00:00+00:00",
+            "reading_time": "2025-03-01T10:00:00Z",
+            "mdc": 150456,
+            "metric": "SpO2",
+            "value": "87.50",
+            "unit": "%",
+            "severity": "critical",
+            "message": "SpO2 below 90 %",
+            "raised_at": payload["alert"]["raised_at"],
+            "occurrences": 1,
+            "last_value": "87.50",
+            "last_seen_at": "2025-03-01T10:00:00Z",
+            "status": "open",
+            "acknowledged_at": None,
+            "acknowledged_by": None,
+            "acknowledged_org": None,
+        },
+    }
     expected = "sha256=" + hmac.new(b"s3cret", rh.body, hashlib.sha256).hexdigest()
-    assert {k: rh.headers[k] for k in ("content-type", "x-telehub-signature",
-                                       "x-telehub-delivery", "x-telehub-attempt")} == {
-        "content-type": "application/json", "x-telehub-signature": expected,
-        "x-telehub-delivery": f"{alert_id}.{signed}", "x-telehub-attempt": "1",
+    assert {
+        k: rh.headers[k]
+        for k in ("content-type", "x-telehub-signature", "x-telehub-delivery", "x-telehub-attempt")
+    } == {
+        "content-type": "application/json",
+        "x-telehub-signature": expected,
+        "x-telehub-delivery": f"{alert_id}.{signed}",
+        "x-telehub-attempt": "1",
     }
     assert verify("s3cret", rh.body, expected) and not verify("other", rh.body, expected)
     gp = by_path["/gp"]
     assert "x-telehub-signature" not in gp.headers
     assert gp.headers["x-telehub-delivery"] == f"{alert_id}.{unsigned}"
     assert [r[:5] for r in delivery_rows(db)] == [
-        (signed, 1, True, None, False), (unsigned, 1, True, None, False)]
+        (signed, 1, True, None, False),
+        (unsigned, 1, True, None, False),
+    ]
     assert (worker.stats.delivered, worker.stats.failed_attempts) == (2, 0)
     # ids only in the logs: no values, no message, no patient name
     assert f"alert {alert_id} webhook {signed}" in caplog.text
@@ -181,9 +203,7 @@ async def test_gives_up_after_max_attempts_and_stays_failed(db: str) -> None:
         assert (result.attempted, result.next_due_in, len(rec.requests)) == (0, None, 2)
 
 
-async def test_connection_errors_and_timeouts_are_recorded(
-    db: str, unused_tcp_port: int
-) -> None:
+async def test_connection_errors_and_timeouts_are_recorded(db: str, unused_tcp_port: int) -> None:
     async with receiver(delay=0.5) as rec, pool_client(db, timeout=0.2) as (pool, client):
         slow = add_webhook(db, "rh", f"{rec.base}/slow", "k")
         closed = add_webhook(db, "gp", f"http://127.0.0.1:{unused_tcp_port}/x", "k")
@@ -207,7 +227,8 @@ async def test_concurrent_workers_deliver_each_row_once(db: str) -> None:
 
         await asyncio.gather(*(drain(w) for w in workers))
     assert sorted(r.headers["x-telehub-delivery"] for r in rec.requests) == sorted(
-        f"{alert_id}.{h}" for h in hooks)
+        f"{alert_id}.{h}" for h in hooks
+    )
     assert sum(w.stats.delivered for w in workers) == 8
     assert all(r[2] for r in delivery_rows(db))
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from telehub import contract
-from telehub.mqtt import MqttClient, MqttSettings
 from tests.chaos.cluster import Proc
 from tests.fixtures.fix_mqtt import Mosquitto
 from tests.gateway.ingest_support import HUB, message, prepare_db, reading
+from wire import contract
+from wire.mqtt import MqttClient, MqttSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,12 +29,18 @@ PERSISTENT = "allow_anonymous true\npersistence true\npersistence_location {dir}
 
 def ingester_proc(dsn: str, broker_url: str, client_id: str, log: Path) -> Proc:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELEHUB_")}
-    env.update({
-        "TELEHUB_DATABASE_URL": dsn, "TELEHUB_MQTT_URL": broker_url,
-        "TELEHUB_INGESTER_CLIENT_ID": client_id, "TELEHUB_SESSION_EXPIRY": "600",
-        "TELEHUB_RECONNECT_MIN": "0.1", "TELEHUB_RECONNECT_MAX": "0.5",
-        "TELEHUB_DB_TIMEOUT": "60", "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "TELEHUB_DATABASE_URL": dsn,
+            "TELEHUB_MQTT_URL": broker_url,
+            "TELEHUB_INGESTER_CLIENT_ID": client_id,
+            "TELEHUB_SESSION_EXPIRY": "600",
+            "TELEHUB_RECONNECT_MIN": "0.1",
+            "TELEHUB_RECONNECT_MAX": "0.5",
+            "TELEHUB_DB_TIMEOUT": "60",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     argv = [sys.executable, "-m", "telehub.cli", "--log-level", "INFO", "gateway", "--ingest-only"]
     return Proc("ingester", argv, env, log)
 
@@ -55,7 +61,8 @@ def blocked_on_lock(dsn: str) -> bool:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
-            " AND pid <> pg_backend_pid()", (dbname,)
+            " AND pid <> pg_backend_pid()",
+            (dbname,),
         ).fetchone()
     return row is not None and row[0] > 0
 
@@ -65,16 +72,19 @@ async def test_sigkill_before_commit_means_redelivery_not_loss(
 ) -> None:
     broker = mosquitto(PERSISTENT)
     prepare_db(fresh_db)
-    ing = ingester_proc(fresh_db, broker.url, f"ingester-{uuid.uuid4().hex[:6]}",
-                        tmp_path / "ingester.log")
+    ing = ingester_proc(
+        fresh_db, broker.url, f"ingester-{uuid.uuid4().hex[:6]}", tmp_path / "ingester.log"
+    )
     mqtt = MqttSettings.from_url(broker.url)
     readings = [reading(i) for i in range(3)]
     mid, payload = message([*readings])
     try:
         ing.start()
         await wait_for(lambda: ing.log_count("ingester connected") == 1, what="ingester up")
-        async with MqttClient(mqtt, f"rcpt-{uuid.uuid4().hex[:6]}", manual_ack=True) as rc, \
-                MqttClient(mqtt, f"hub-{uuid.uuid4().hex[:6]}") as pub:
+        async with (
+            MqttClient(mqtt, f"rcpt-{uuid.uuid4().hex[:6]}", manual_ack=True) as rc,
+            MqttClient(mqtt, f"hub-{uuid.uuid4().hex[:6]}") as pub,
+        ):
             await rc.subscribe(contract.receipts_topic(HUB), qos=1)
             with psycopg.connect(fresh_db) as locker:
                 locker.execute("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE")

@@ -24,10 +24,10 @@ import pytest
 from edge.config import HubConfig, Limits, MqttConfig
 from edge.outbox import Outbox, OutboxFull
 from edge.uplink import Uplink
-from telehub import contract
 from tests.fixtures.fix_mqtt import Mosquitto
 from tests.fixtures.fix_proxy import TcpProxy
 from tests.gateway.ingest_support import HUB, prepare_db, reading, running
+from wire import contract
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +42,12 @@ def hub_config(tmp_path: Path, url: str, **limits: Any) -> HubConfig:
         mqtt=MqttConfig(url=url, keepalive=5),
         data_dir=str(tmp_path / "hub"),
         heartbeat_seconds=limits.pop("heartbeat", 0.3),
-        limits=Limits(receipt_timeout_seconds=0.5, receipt_timeout_max_seconds=1.0,
-                      reconnect_max_seconds=0.5, **limits),
+        limits=Limits(
+            receipt_timeout_seconds=0.5,
+            receipt_timeout_max_seconds=1.0,
+            reconnect_max_seconds=0.5,
+            **limits,
+        ),
     )
 
 
@@ -72,8 +76,10 @@ async def test_rejected_readings_reach_the_hubs_dead_letters_and_are_not_resent(
     good = [reading(1), reading(2)]
     bad = [
         (reading(3, device="oxi-9"), f"device: 'oxi-9' is not bound on hub '{HUB}'"),
-        (reading(4, value="101"),
-         "value: 101 % is outside the plausible range 0-100 % for MDC 150456 (SpO2)"),
+        (
+            reading(4, value="101"),
+            "value: 101 % is outside the plausible range 0-100 % for MDC 150456 (SpO2)",
+        ),
         (reading(5, mdc=123456), "mdc: unknown MDC code 123456"),
     ]
     box = Outbox(tmp_path / "hub" / "outbox.sqlite3")
@@ -84,8 +90,7 @@ async def test_rejected_readings_reach_the_hubs_dead_letters_and_are_not_resent(
         await until(lambda: box.stats().pending == 0)
         await asyncio.sleep(1.5)  # > the receipt timeout: nothing comes back
         stored = h.query("SELECT key FROM readings ORDER BY time")
-        central = h.query("SELECT hub_id, topic, reading_key, reason FROM dead_letters "
-                          "ORDER BY id")
+        central = h.query("SELECT hub_id, topic, reading_key, reason FROM dead_letters ORDER BY id")
         seen = h.ingester.counters.readings
     local = [(d.key, d.reason, d.source) for d in box.dead_letters()]
     assert stored == [(r["key"],) for r in good]
@@ -110,8 +115,9 @@ async def test_full_outbox_is_reported_and_recorded_centrally(
             box.add([wire(reading(spot))])
             spot += 1
     full = box.stats()
-    assert full == contract.OutboxState(pending=10, bytes=full.bytes, dropped_continuous=4,
-                                        full=True)
+    assert full == contract.OutboxState(
+        pending=10, bytes=full.bytes, dropped_continuous=4, full=True
+    )
     assert spot == 10  # every spot reading that did not fit was refused, none dropped
     # one status on connect (heartbeat far away), published before any ingester runs
     uplink = Uplink(hub_config(tmp_path, broker.url, heartbeat=3600), box)
@@ -126,11 +132,16 @@ async def test_full_outbox_is_reported_and_recorded_centrally(
     state, status = reported[0]
     assert state == "online"
     assert isinstance(status, dict)
-    assert status["outbox"] == {"pending": 10, "bytes": full.bytes, "dropped_continuous": 4,
-                                "full": True}
+    assert status["outbox"] == {
+        "pending": 10,
+        "bytes": full.bytes,
+        "dropped_continuous": 4,
+        "full": True,
+    }
     assert stored == [(10,)]
-    assert after == [("offline", {"pending": 0, "bytes": 0, "dropped_continuous": 4,
-                                  "full": False})]
+    assert after == [
+        ("offline", {"pending": 0, "bytes": 0, "dropped_continuous": 4, "full": False})
+    ]
     box.close()
 
 
@@ -168,8 +179,11 @@ async def test_heartbeat_and_last_will_update_presence(
     assert device == [(seen_at,)]
     assert isinstance(status, dict) and (status["hub"], status["state"]) == (HUB, "offline")
     assert json.loads(json.dumps(status["devices"])) == [
-        {"device": "oxi-1", "last_seen": seen_at.isoformat().replace("+00:00", "Z"),
-         "battery": None}
+        {
+            "device": "oxi-1",
+            "last_seen": seen_at.isoformat().replace("+00:00", "Z"),
+            "battery": None,
+        }
     ]
     box.close()
 
@@ -196,8 +210,11 @@ async def test_reading_too_large_for_any_message_is_kept_locally_not_resent(
     assert central == [(0,)]
     assert seen == 1
     assert [(d.key, d.reason) for d in box.dead_letters()] == [
-        (huge["key"], f"reading: {size} bytes cannot be sent in a message under the gateway's "
-                      f"limit of {contract.MAX_PAYLOAD_BYTES} bytes")
+        (
+            huge["key"],
+            f"reading: {size} bytes cannot be sent in a message under the gateway's "
+            f"limit of {contract.MAX_PAYLOAD_BYTES} bytes",
+        )
     ]
     assert uplink.state.counters["uplink.oversized"] == 1
     box.close()

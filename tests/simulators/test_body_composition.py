@@ -32,8 +32,12 @@ def test_records_decode_to_the_generated_values() -> None:
         t = r.record.time_stamp
         assert isinstance(t, DeviceTime)
         assert BodyCompositionRecord.parse(r.data) == BodyCompositionRecord(
-            imperial=False, body_fat=fat, time_stamp=t,
-            body_water_mass=r.record.body_water_mass, impedance=Decimal("512.3"), weight=weight,
+            imperial=False,
+            body_fat=fat,
+            time_stamp=t,
+            body_water_mass=r.record.body_water_mass,
+            impedance=Decimal("512.3"),
+            weight=weight,
         )
         m = registry.get("2a9c").decode(r.data)
         by_mdc = {o.mdc: o.quantity for o in m.observations}
@@ -41,7 +45,8 @@ def test_records_decode_to_the_generated_values() -> None:
         assert (by_mdc[188736].value, by_mdc[188736].unit) == (weight, "kg")
     feature = BodyCompositionFeature.parse(dev.characteristic("2a9b").value)
     assert feature == BodyCompositionFeature(
-        ("time_stamp", "body_water_mass", "impedance", "weight"), 3, 0)
+        ("time_stamp", "body_water_mass", "impedance", "weight"), 3, 0
+    )
 
 
 def test_unsuccessful_measurement_is_body_fat_ffff() -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telehub import mqtt_codec as codec
+from wire import mqtt_codec as codec
 
 
 @given(st.integers(min_value=0, max_value=268_435_455))
@@ -36,11 +36,24 @@ def test_connack_properties_and_suback_reason_codes() -> None:
 
 def test_connect_and_publish_packets() -> None:
     will = codec.WillSpec("t/w", b"gone", 1, True)
-    p = codec.connect("id", v5=True, clean_start=False, keepalive=30, session_expiry=600,
-                      receive_maximum=1000, will=will, username="u", password="p")
-    assert p == (b"\x10\x29\x00\x04MQTT\x05\xec\x00\x1e"
-                 b"\x08\x11\x00\x00\x02\x58\x21\x03\xe8" b"\x00\x02id"
-                 b"\x00\x00\x03t/w\x00\x04gone" b"\x00\x01u\x00\x01p")
+    p = codec.connect(
+        "id",
+        v5=True,
+        clean_start=False,
+        keepalive=30,
+        session_expiry=600,
+        receive_maximum=1000,
+        will=will,
+        username="u",
+        password="p",
+    )
+    assert p == (
+        b"\x10\x29\x00\x04MQTT\x05\xec\x00\x1e"
+        b"\x08\x11\x00\x00\x02\x58\x21\x03\xe8"
+        b"\x00\x02id"
+        b"\x00\x00\x03t/w\x00\x04gone"
+        b"\x00\x01u\x00\x01p"
+    )
     assert codec.publish("a/b", b"xy", 1, True, 9, v5=True) == b"\x33\x0a\x00\x03a/b\x00\x09\x00xy"
     assert codec.publish("a/b", b"xy", 0, False, 0, v5=False) == b"\x30\x07\x00\x03a/bxy"
     assert codec.subscribe("a/#", 1, 3, v5=False) == b"\x82\x08\x00\x03\x00\x03a/#\x01"

@@ -1,4 +1,4 @@
-"""telehub.mqtt against a real Mosquitto: flow control in both directions, batched publishes,
+"""wire.mqtt against a real Mosquitto: flow control in both directions, batched publishes,
 large packets, refusals and a lost connection."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from telehub.mqtt import Message, MqttClient, MqttError, MqttSettings
+from wire.mqtt import Message, MqttClient, MqttError, MqttSettings
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +28,10 @@ async def test_publish_completes_while_the_inbound_queue_is_over_its_limit(mosqu
     # its queue) and waits for the PUBACK of its own publish, which is behind those messages:
     # the socket must be read anyway, or neither side ever moves (the ingester's receipts).
     s = MqttSettings.from_url(mosquitto().url)
-    async with MqttClient(s, "consumer", manual_ack=True, receive_maximum=50,
-                          queue_size=10) as consumer, MqttClient(s, "hub") as hub:
+    async with (
+        MqttClient(s, "consumer", manual_ack=True, receive_maximum=50, queue_size=10) as consumer,
+        MqttClient(s, "hub") as hub,
+    ):
         await consumer.subscribe("in/#", qos=1)
         for i in range(50):
             await hub.publish("in/x", str(i).encode())
@@ -37,28 +39,34 @@ async def test_publish_completes_while_the_inbound_queue_is_over_its_limit(mosqu
         await consumer.publish("out/receipt", b"r", timeout=5.0)
         got = await _collect(consumer, 50)
     assert [(m.topic, m.payload, m.qos) for m in got] == [
-        ("in/x", str(i).encode(), 1) for i in range(50)]
+        ("in/x", str(i).encode(), 1) for i in range(50)
+    ]
 
 
 async def test_publish_many_keeps_order_beyond_the_in_flight_window(mosquitto) -> None:  # type: ignore[no-untyped-def]
     s = MqttSettings.from_url(mosquitto().url)
-    async with MqttClient(s, "sub", manual_ack=True, receive_maximum=500) as sub, \
-            MqttClient(s, "pub", max_inflight=7) as pub:
+    async with (
+        MqttClient(s, "sub", manual_ack=True, receive_maximum=500) as sub,
+        MqttClient(s, "pub", max_inflight=7) as pub,
+    ):
         await sub.subscribe("r/#", qos=1)
         done = pub.publish_many([(f"r/{i % 3}", f"{i}".encode()) for i in range(300)])
         assert await asyncio.wait_for(done, 10) is None
         got = await _collect(sub, 300)
         empty = await asyncio.wait_for(pub.publish_many([]), 1)
     assert [(m.topic, m.payload) for m in got] == [
-        (f"r/{i % 3}", f"{i}".encode()) for i in range(300)]
+        (f"r/{i % 3}", f"{i}".encode()) for i in range(300)
+    ]
     assert empty is None
 
 
 async def test_the_brokers_receive_maximum_caps_the_window(mosquitto) -> None:  # type: ignore[no-untyped-def]
     broker = mosquitto("allow_anonymous true\nmax_inflight_messages 3\n")
     s = MqttSettings.from_url(broker.url)
-    async with MqttClient(s, "sub", manual_ack=True) as sub, \
-            MqttClient(s, "pub", max_inflight=100) as pub:
+    async with (
+        MqttClient(s, "sub", manual_ack=True) as sub,
+        MqttClient(s, "pub", max_inflight=100) as pub,
+    ):
         await sub.subscribe("w/#", qos=1)
         futures = [pub.publish_nowait("w/x", bytes([i])) for i in range(40)]
         in_flight = len(pub._pending_pub) - len(pub._backlog)

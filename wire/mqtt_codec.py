@@ -6,7 +6,7 @@ PUBLISH (QoS 0/1), PUBACK, SUBSCRIBE, PINGREQ, DISCONNECT. Server → client: CO
 for telehub's purposes (QoS 2 is not used anywhere in telehub).
 
 Reading PUBLISH packets is the hot path of the ingester; it is inlined in
-:meth:`telehub.mqtt._Protocol.data_received` and only the rarer packets come through here.
+:meth:`wire.mqtt._Protocol.data_received` and only the rarer packets come through here.
 """
 
 from __future__ import annotations
@@ -61,8 +61,11 @@ REASONS_V5: Final = {
     0xA2: "Wildcard Subscriptions not supported",
 }  # fmt: skip
 RETURN_CODES_V3: Final = {
-    1: "unacceptable protocol version", 2: "identifier rejected", 3: "server unavailable",
-    4: "bad user name or password", 5: "not authorised",
+    1: "unacceptable protocol version",
+    2: "identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorised",
 }
 
 
@@ -135,8 +138,12 @@ def connect(
         flags |= 0x40
     body = utf8("MQTT") + bytes((5 if v5 else 4, flags)) + struct.pack("!H", keepalive)
     if v5:
-        props = (bytes((SESSION_EXPIRY,)) + struct.pack("!I", session_expiry)
-                 + bytes((RECEIVE_MAXIMUM,)) + struct.pack("!H", receive_maximum))
+        props = (
+            bytes((SESSION_EXPIRY,))
+            + struct.pack("!I", session_expiry)
+            + bytes((RECEIVE_MAXIMUM,))
+            + struct.pack("!H", receive_maximum)
+        )
         body += varint(len(props)) + props
     body += utf8(client_id)
     if will is not None:
@@ -150,8 +157,9 @@ def connect(
     return packet(CONNECT << 4, body)
 
 
-def publish(topic: str, payload: bytes, qos: int, retain: bool, mid: int, *, v5: bool,
-            dup: bool = False) -> bytes:
+def publish(
+    topic: str, payload: bytes, qos: int, retain: bool, mid: int, *, v5: bool, dup: bool = False
+) -> bytes:
     first = (PUBLISH << 4) | (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0)
     t = topic.encode()
     head = struct.pack("!H", len(t)) + t
@@ -214,7 +222,7 @@ def properties(buf: bytes, i: int) -> tuple[dict[int, object], int]:
             value, i = v
         elif kind in ("str", "bin"):
             n = struct.unpack_from("!H", buf, i)[0]
-            raw = buf[i + 2:i + 2 + n]
+            raw = buf[i + 2 : i + 2 + n]
             value, i = (raw.decode() if kind == "str" else bytes(raw)), i + 2 + n
         elif kind == "pair":
             n = struct.unpack_from("!H", buf, i)[0]
@@ -245,8 +253,9 @@ def connack(body: bytes, v5: bool) -> Connack:
     props, _ = properties(body, 2)
     rm = props.get(RECEIVE_MAXIMUM)
     ka = props.get(SERVER_KEEP_ALIVE)
-    return Connack(present, code, rm if isinstance(rm, int) else 65535,
-                   ka if isinstance(ka, int) else None)
+    return Connack(
+        present, code, rm if isinstance(rm, int) else 65535, ka if isinstance(ka, int) else None
+    )
 
 
 def puback_reason(body: bytes) -> tuple[int, int]:

@@ -9,7 +9,7 @@ packet and, with an in-flight limit set, scans all its outgoing messages on ever
 protocol is spoken here directly, as an :class:`asyncio.Protocol`: every packet already received is
 parsed in one pass over the bytes, and outgoing packets written during one event-loop iteration
 (PUBACKs of a batch, its receipts) leave in one ``write``. The packets are in
-:mod:`telehub.mqtt_codec`.
+:mod:`wire.mqtt_codec`.
 
 What the client does: CONNECT with clean start / session expiry (MQTT 5) or clean session
 (3.1.1), credentials, TLS, a last will; QoS 0 and 1 both ways (QoS 2 is refused: telehub never
@@ -35,7 +35,7 @@ from typing import Any, Literal, cast
 
 import msgspec
 
-from telehub import mqtt_codec as codec
+from wire import mqtt_codec as codec
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ class MqttSettings:
 
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r} (use mqtt:// or mqtts://)")
+            raise ValueError(
+                f"unsupported MQTT URL scheme {parts.scheme!r} (use mqtt:// or mqtts://)"
+            )
         tls = parts.scheme in ("mqtts", "ssl")
         return cls(
             host=parts.hostname or "127.0.0.1",
@@ -150,7 +152,7 @@ class _Protocol(asyncio.Protocol):
                 if first >> 4 == codec.PUBLISH:  # the hot path, inline
                     qos = (first >> 1) & 3
                     k = j + 2 + ((buf[j] << 8) | buf[j + 1])
-                    topic = buf[j + 2:k].decode()
+                    topic = buf[j + 2 : k].decode()
                     mid = 0
                     if qos:
                         mid = (buf[k] << 8) | buf[k + 1]
@@ -267,16 +269,26 @@ class MqttClient:
         try:
             async with asyncio.timeout(s.connect_timeout):
                 _, proto = await loop.create_connection(
-                    lambda: _Protocol(self), s.host, s.port, ssl=ctx,
+                    lambda: _Protocol(self),
+                    s.host,
+                    s.port,
+                    ssl=ctx,
                     server_hostname=s.host if ctx is not None else None,
                 )
                 self._proto = proto
-                proto.send(codec.connect(
-                    self.client_id, v5=self._v5, clean_start=self._clean_start,
-                    keepalive=s.keepalive, session_expiry=self._session_expiry,
-                    receive_maximum=self._receive_maximum, will=will, username=s.username,
-                    password=s.password,
-                ))
+                proto.send(
+                    codec.connect(
+                        self.client_id,
+                        v5=self._v5,
+                        clean_start=self._clean_start,
+                        keepalive=s.keepalive,
+                        session_expiry=self._session_expiry,
+                        receive_maximum=self._receive_maximum,
+                        will=will,
+                        username=s.username,
+                        password=s.password,
+                    )
+                )
                 await asyncio.shield(self._connected)
         except (OSError, TimeoutError) as exc:
             self._teardown()
@@ -312,9 +324,14 @@ class MqttClient:
 
     @property
     def is_connected(self) -> bool:
-        return (self._connected is not None and self._connected.done()
-                and not self._connected.cancelled() and self._connected.exception() is None
-                and self._disconnected is not None and not self._disconnected.done())
+        return (
+            self._connected is not None
+            and self._connected.done()
+            and not self._connected.cancelled()
+            and self._connected.exception() is None
+            and self._disconnected is not None
+            and not self._disconnected.done()
+        )
 
     async def wait_disconnected(self) -> None:
         """Returns (or raises MqttError) when the connection ends."""
@@ -429,8 +446,9 @@ class MqttClient:
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._waiter = waiter
             try:
-                await asyncio.wait({waiter, self._disconnected},
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {waiter, self._disconnected}, return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 if self._waiter is waiter:
                     self._waiter = None
@@ -490,8 +508,9 @@ class MqttClient:
             self._on_connack(codec.connack(body, self._v5))
         elif kind == codec.DISCONNECT:
             reason = codec.disconnect_reason(body)
-            self._fail(MqttError(f"connection lost: broker sent DISCONNECT "
-                                 f"{codec.reason_name(reason)}"))
+            self._fail(
+                MqttError(f"connection lost: broker sent DISCONNECT {codec.reason_name(reason)}")
+            )
         else:
             raise codec.ProtocolError(f"unexpected packet type {kind}")
 
@@ -499,8 +518,11 @@ class MqttClient:
         fut = self._pending_pub.pop(mid, None)
         if fut is None:
             return
-        err = None if reason < 0x80 else MqttError(
-            f"publish refused by broker: {codec.reason_name(reason)}")
+        err = (
+            None
+            if reason < 0x80
+            else MqttError(f"publish refused by broker: {codec.reason_name(reason)}")
+        )
         if isinstance(fut, _Group):
             fut.settle(err)
         elif err is not None:
@@ -515,8 +537,10 @@ class MqttClient:
     def _on_connack(self, ack: codec.Connack) -> None:
         assert self._connected is not None
         if ack.code != 0:
-            _set_exc(self._connected, MqttError(
-                f"connection refused: {codec.reason_name(ack.code, self._v5)}"))
+            _set_exc(
+                self._connected,
+                MqttError(f"connection refused: {codec.reason_name(ack.code, self._v5)}"),
+            )
             self._teardown()
             return
         self.session_present = ack.session_present

@@ -1,0 +1,6 @@
+"""The wire: what a hub and the gateway agree on.
+
+``wire.contract`` is the versioned message contract (topics, readings, receipts, hub status);
+``wire.mqtt`` is the asyncio MQTT 5 / 3.1.1 client both sides use, with acknowledgement after
+commit. It depends on nothing of telehub but ``drivers`` (the codes the contract names).
+"""
