@@ -27,9 +27,8 @@ import psycopg
 
 from bench import env
 from bench.generate import Workload
-from gateway.db.schema import READINGS_INSERT_COLUMNS
+from gateway.db.readings import COPY_TYPES, READINGS_INSERT_COLUMNS
 from gateway.ingest.model import NormalizedReading
-from gateway.ingest.store import COPY_TYPES
 from gateway.ingest.validate import check_reading
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 _COLS = ", ".join(READINGS_INSERT_COLUMNS)
 
 
-def rows(workload: Workload) -> Iterator[tuple[object, ...]]:
+def rows(workload: Workload) -> Iterator[list[object]]:
     now = datetime.now(UTC)
     for hub, raw in workload.all_readings():
         r = check_reading(msgspec.Raw(raw), hub, now=now, max_future_skew=timedelta(days=1))

@@ -6,10 +6,12 @@ transaction (recording it in ``schema_migrations``), then creates the partitions
 month. Calling it again changes nothing.
 
 Choice of storage mode on a new database: TimescaleDB when ``timescaledb`` is listed in
-``pg_available_extensions`` and ``CREATE EXTENSION`` succeeds (it fails when the library is not in
-``shared_preload_libraries``; then the fallback is used and a warning logged), else native
-partitioning. On an existing database the mode is read back from ``readings`` (a partitioned table
-is ``relkind = 'p'``), so a later install of TimescaleDB does not change an existing schema.
+``pg_available_extensions`` and ``CREATE EXTENSION`` succeeds on a connection of its own (it fails,
+closing that connection, when the library is not in ``shared_preload_libraries``; then the fallback
+is used on the migration's own connection and a warning logged; ``prefer="timescaledb"`` fails
+with a clear :class:`MigrationError` instead), else native partitioning. On an existing database
+the mode is read back from ``readings`` (a partitioned table is ``relkind = 'p'``), so a later
+install of TimescaleDB does not change an existing schema.
 """
 
 from __future__ import annotations
@@ -54,7 +56,22 @@ def timescale_available(conn: psycopg.Connection[Any]) -> bool:
     return row is not None and int(row[0]) > 0
 
 
-def _choose_mode(conn: psycopg.Connection[Any], prefer: StoragePreference) -> StorageMode:
+def _create_extension(dsn: str, connect_timeout: int) -> str | None:
+    """Run ``CREATE EXTENSION timescaledb`` on a connection of its own; None on success, else the
+    error. Its own connection because a server that has the package but not the preloaded library
+    fails it with FATAL and closes the connection: the migration's connection (holding the lock)
+    must not be the one that goes down."""
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout) as probe:
+            probe.execute(TIMESCALE_EXTENSION_SQL)
+    except psycopg.Error as exc:
+        return f"{type(exc).__name__}: {str(exc).strip() or 'connection lost'}"
+    return None
+
+
+def _choose_mode(
+    conn: psycopg.Connection[Any], dsn: str, prefer: StoragePreference, connect_timeout: int
+) -> StorageMode:
     found = existing_mode(conn)
     if found is not None:
         if prefer not in ("auto", found):
@@ -64,17 +81,21 @@ def _choose_mode(conn: psycopg.Connection[Any], prefer: StoragePreference) -> St
         return "partitioned"
     if not timescale_available(conn):
         if prefer == "timescaledb":
-            raise MigrationError("timescaledb is not in pg_available_extensions")
+            raise MigrationError(
+                "TimescaleDB was asked for but timescaledb is not in pg_available_extensions "
+                "(install the TimescaleDB package for this PostgreSQL)"
+            )
         return "partitioned"
-    try:
-        with conn.transaction():
-            conn.execute(TIMESCALE_EXTENSION_SQL)
-    except psycopg.Error as exc:
+    error = _create_extension(dsn, connect_timeout)
+    if error is not None:
         if prefer == "timescaledb":
-            raise MigrationError(f"CREATE EXTENSION timescaledb failed: {exc}") from exc
+            raise MigrationError(
+                f"TimescaleDB was asked for but CREATE EXTENSION timescaledb failed ({error}); "
+                "is timescaledb in shared_preload_libraries?"
+            )
         log.warning(
-            "timescaledb is available but CREATE EXTENSION failed (%s); using native partitioning",
-            type(exc).__name__,
+            "timescaledb is available but CREATE EXTENSION failed (not preloaded?); "
+            "using native partitioning"
         )
         return "partitioned"
     return "timescaledb"
@@ -132,7 +153,7 @@ def migrate(dsn: str, *, prefer: StoragePreference = "auto", connect_timeout: in
     with psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
-            mode = _choose_mode(conn, prefer)
+            mode = _choose_mode(conn, dsn, prefer, connect_timeout)
             apply_migrations(conn, mode)
             created = ensure_partitions(conn)
             if created:

@@ -38,6 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from gateway.db.readings import READINGS_COLUMNS_DDL, READINGS_INSERT_COLUMNS
+
+__all__ = ["READINGS_INSERT_COLUMNS"]  # re-exported: the column order lives in gateway.db.readings
+
 StorageMode = Literal["timescaledb", "partitioned"]
 
 #: pg_advisory_lock key held while migrating (any constant; "telehub" in ASCII, truncated).
@@ -170,43 +174,6 @@ _CORE = [
         WHERE delivered_at IS NULL""",
 ]
 
-_READINGS_COLUMNS = """
-    time timestamptz NOT NULL,
-    key text NOT NULL,
-    patient_id text NOT NULL,
-    hub_id text NOT NULL,
-    device_id text NOT NULL,
-    source text NOT NULL,
-    kind text NOT NULL,
-    mdc integer NOT NULL,
-    loinc text[] NOT NULL,
-    unit text NOT NULL,
-    mdc_unit integer NOT NULL,
-    value numeric NULL,
-    special text NULL,
-    orig_value numeric NULL,
-    orig_unit text NULL,
-    panel integer NULL,
-    grp text NOT NULL,
-    flags text[] NOT NULL,
-    time_source text NOT NULL,
-    device_time text NULL,
-    received_at timestamptz NOT NULL,
-    hub_clock text NOT NULL,
-    sequence integer NULL,
-    user_id integer NULL,
-    raw bytea NOT NULL,
-    stored_at timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT readings_key_time UNIQUE (key, time)
-"""
-
-#: Column order of ``readings`` without ``stored_at`` (what the ingester copies).
-READINGS_INSERT_COLUMNS: Final = (
-    "time", "key", "patient_id", "hub_id", "device_id", "source", "kind", "mdc", "loinc", "unit",
-    "mdc_unit", "value", "special", "orig_value", "orig_unit", "panel", "grp", "flags",
-    "time_source", "device_time", "received_at", "hub_clock", "sequence", "user_id", "raw",
-)  # fmt: skip
-
 #: Run by :func:`gateway.db.migrate` (before the migrations) when it chooses TimescaleDB.
 TIMESCALE_EXTENSION_SQL: Final = "CREATE EXTENSION IF NOT EXISTS timescaledb"
 
@@ -268,13 +235,14 @@ def readings_statements(mode: StorageMode) -> list[str]:
     """DDL for ``readings`` in the given storage mode (idempotent)."""
     if mode == "timescaledb":
         stmts = [
-            f"CREATE TABLE IF NOT EXISTS readings ({_READINGS_COLUMNS})",
+            f"CREATE TABLE IF NOT EXISTS readings ({READINGS_COLUMNS_DDL})",
             "SELECT create_hypertable('readings', 'time', "
             f"chunk_time_interval => INTERVAL '{CHUNK_INTERVAL}', if_not_exists => TRUE)",
         ]
     else:
         stmts = [
-            f"CREATE TABLE IF NOT EXISTS readings ({_READINGS_COLUMNS}) PARTITION BY RANGE (time)",
+            f"CREATE TABLE IF NOT EXISTS readings ({READINGS_COLUMNS_DDL})"
+            " PARTITION BY RANGE (time)",
             "CREATE TABLE IF NOT EXISTS readings_default PARTITION OF readings DEFAULT",
         ]
     return [*stmts, *_READINGS_INDEXES, ensure_partitions_sql(mode)]

@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import psycopg
 
-from gateway.db.schema import READINGS_INSERT_COLUMNS
+from gateway.db.readings import COPY_TYPES, READINGS_INSERT_COLUMNS
 from gateway.ingest.alerting import AlertOutcome, raise_alerts
 from gateway.ingest.model import DeadLetter, NormalizedReading, Reject
 from gateway.ingest.presence import StatusUpdate, apply_status
@@ -46,14 +46,6 @@ STAGING: Final = "staging_readings"
 CAREFUL_AFTER_DUPLICATE: Final = 20
 #: ``hubs.last_seen``/``devices.last_seen`` are written at most this often per row and ingester.
 LAST_SEEN_RESOLUTION: Final = timedelta(seconds=10)
-
-#: PostgreSQL types of READINGS_INSERT_COLUMNS, for the binary COPY.
-COPY_TYPES: Final = (
-    "timestamptz", "text", "text", "text", "text", "text", "text", "int4", "text[]", "text",
-    "int4", "numeric", "text", "numeric", "text", "int4", "text", "text[]", "text", "text",
-    "timestamptz", "text", "int4", "int4", "bytea",
-)  # fmt: skip
-assert len(COPY_TYPES) == len(READINGS_INSERT_COLUMNS)
 
 _COLS = ", ".join(READINGS_INSERT_COLUMNS)
 
