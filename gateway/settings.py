@@ -72,8 +72,9 @@ class GatewaySettings(BaseSettings):
     )
     partition_maintenance_interval: timedelta = Field(
         default=timedelta(days=1),
-        description="How often the ingester creates the readings partitions ahead of time "
-        "(no-op under TimescaleDB).",
+        description="How often the ingester creates the readings partitions ahead of time and, "
+        "on plain PostgreSQL, refreshes the aggregates and applies retention (TimescaleDB runs "
+        "its own jobs).",
     )
     reconnect_min: float = Field(
         default=0.5, gt=0, description="First reconnect delay (seconds) after an MQTT/DB failure."

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.fix_pg",
     "tests.fixtures.fix_mqtt",
     "tests.fixtures.fix_proxy",
+    "tests.fixtures.fix_pglite",
 ]

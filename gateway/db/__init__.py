@@ -7,6 +7,7 @@ from gateway.db.migrate import (
     ensure_partitions,
     existing_mode,
     migrate,
+    run_lifecycle,
 )
 from gateway.db.schema import MIGRATIONS, READINGS_INSERT_COLUMNS, StorageMode
 
@@ -20,4 +21,5 @@ __all__ = [
     "ensure_partitions",
     "existing_mode",
     "migrate",
+    "run_lifecycle",
 ]

@@ -147,6 +147,17 @@ def ensure_partitions(
     return int(row[0]) if row is not None else 0
 
 
+def run_lifecycle(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """On plain PostgreSQL: refresh the aggregates and apply retention per data class
+    (``telehub_lifecycle_run()``, see :mod:`gateway.db.lifecycle`); returns what it did. Under
+    TimescaleDB its own job scheduler does this; returns None."""
+    if existing_mode(conn) != "partitioned":
+        return None
+    with conn.transaction():
+        row = conn.execute("SELECT telehub_lifecycle_run()").fetchone()
+    return dict(row[0]) if row is not None else None
+
+
 def migrate(dsn: str, *, prefer: StoragePreference = "auto", connect_timeout: int = 10) -> str:
     """Bring the database at ``dsn`` to the latest schema; returns the storage mode,
     ``"timescaledb"`` or ``"partitioned"``."""

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from gateway.db import lifecycle
 from gateway.db.readings import READINGS_COLUMNS_DDL, READINGS_INSERT_COLUMNS
 
 __all__ = ["READINGS_INSERT_COLUMNS"]  # re-exported: the column order lives in gateway.db.readings
@@ -49,7 +50,8 @@ MIGRATION_LOCK_KEY: Final = 0x74656C6568756201
 #: pg_advisory_xact_lock key held while creating partitions.
 PARTITION_LOCK_KEY: Final = 0x74656C6568756202
 
-#: TimescaleDB chunk interval for readings.
+#: TimescaleDB chunk interval of readings as created by migration 1 (migration 42 sets
+#: :data:`gateway.db.lifecycle.CHUNK_INTERVAL` for the chunks after it).
 CHUNK_INTERVAL: Final = "7 days"
 #: Months of partitions the migration creates behind and ahead of the current month.
 MONTHS_BACK: Final = 2
@@ -260,4 +262,10 @@ def _v1(mode: StorageMode) -> list[str]:
 
 
 #: All migrations, in order. Append; never edit one that has shipped.
-MIGRATIONS: Final[tuple[Migration, ...]] = (Migration(1, "central schema", _v1),)
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, "central schema", _v1),
+    Migration(40, "lifecycle: retention per data class, job runs, aggregate state", lifecycle.v40),
+    Migration(41, "lifecycle: hourly and daily aggregates per patient and metric", lifecycle.v41),
+    Migration(42, "lifecycle: chunk interval, columnstore compression, policies", lifecycle.v42),
+    Migration(43, "lifecycle: retention run (TimescaleDB job or gateway scheduler)", lifecycle.v43),
+)

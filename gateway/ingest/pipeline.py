@@ -49,7 +49,7 @@ from typing import Any
 
 import psycopg
 
-from gateway.db.migrate import ensure_partitions, migrate
+from gateway.db.migrate import ensure_partitions, migrate, run_lifecycle
 from gateway.ingest.devices import DeviceCache
 from gateway.ingest.model import (
     Counters,
@@ -276,7 +276,8 @@ class Ingester:
         return budget
 
     async def _maintenance(self, stop: asyncio.Event) -> None:
-        """Create readings partitions ahead of time, every ``partition_maintenance_interval``."""
+        """Create readings partitions ahead of time and (plain PostgreSQL) refresh the aggregates
+        and apply retention, every ``partition_maintenance_interval``."""
         interval = self.settings.partition_maintenance_interval.total_seconds()
         while not stop.is_set():
             try:
@@ -293,7 +294,9 @@ class Ingester:
         with psycopg.connect(
             self.settings.database_url, autocommit=True, connect_timeout=10
         ) as conn:
-            return ensure_partitions(conn)
+            created = ensure_partitions(conn)
+            run_lifecycle(conn)
+            return created
 
     # -- one batch --------------------------------------------------------------------------------
     async def _validate(

@@ -13,7 +13,6 @@ import pytest
 from gateway.db import (
     MIGRATIONS,
     MigrationError,
-    apply_migrations,
     ensure_partitions,
     existing_mode,
     migrate,
@@ -35,6 +34,11 @@ from gateway.db.schema import (
 TABLES = {
     "orgs", "api_tokens", "patients", "patient_access", "hubs", "devices", "readings",
     "dead_letters", "rules", "alerts", "webhooks", "alert_deliveries", "schema_migrations",
+}  # fmt: skip
+#: what the lifecycle migrations add on plain PostgreSQL
+PARTITIONED_TABLES = TABLES | {
+    "telehub_retention", "telehub_job_runs", "telehub_aggregate_state", "readings_hourly_mat",
+    "readings_daily_mat",
 }  # fmt: skip
 
 
@@ -130,7 +134,7 @@ def test_auto_mode_is_what_the_server_offers(fresh_db: str) -> None:
 def test_partitioned_mode_and_migrate_is_idempotent(fresh_db: str) -> None:
     assert migrate(fresh_db, prefer="partitioned") == "partitioned"
     with psycopg.connect(fresh_db, options="-c timezone=UTC") as conn:
-        assert _tables(conn) == TABLES
+        assert _tables(conn) == PARTITIONED_TABLES
         parts = _partitions(conn)
         versions = conn.execute("SELECT version, description FROM schema_migrations").fetchall()
     assert parts == _expected_partitions(datetime.now(UTC))
@@ -165,7 +169,7 @@ def test_installed_but_not_preloaded_falls_back_cleanly(
         assert migrate(fresh_db) == "partitioned"
     assert any("not preloaded" in r.getMessage() for r in caplog.records)
     with psycopg.connect(fresh_db) as conn:
-        assert _tables(conn) == TABLES
+        assert _tables(conn) == PARTITIONED_TABLES
         assert existing_mode(conn) == "partitioned"
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
     assert [v for (v,) in versions] == [m.version for m in MIGRATIONS]
@@ -257,28 +261,6 @@ def test_timescale_statements() -> None:
     )
     assert "readings_patient_time ON readings (patient_id, time DESC)" in joined
     assert "BEGIN RETURN 0; END" in stmts[-1]  # partition maintenance is a no-op there
-
-
-def test_timescale_path_runs_against_a_stub_create_hypertable(fresh_db: str) -> None:
-    """Everything of the TimescaleDB path except the extension itself runs here: the stub records
-    the create_hypertable call (and re-running is idempotent, mode read back as timescaledb)."""
-    with psycopg.connect(fresh_db, autocommit=True) as conn:
-        conn.execute("CREATE TABLE hypertable_calls (rel text, col text, chunk interval, ine bool)")
-        conn.execute(
-            "CREATE FUNCTION create_hypertable(rel regclass, col name,"
-            " chunk_time_interval interval, if_not_exists boolean) RETURNS void LANGUAGE sql AS "
-            "$$ INSERT INTO hypertable_calls VALUES (rel::text, col, chunk_time_interval,"
-            " if_not_exists) $$"
-        )
-        assert apply_migrations(conn, "timescaledb") == [m.version for m in MIGRATIONS]
-        assert apply_migrations(conn, "timescaledb") == []
-        assert conn.execute(
-            "SELECT rel, col, chunk::text, ine FROM hypertable_calls"
-        ).fetchall() == [("readings", "time", "7 days", True)]
-        assert existing_mode(conn) == "timescaledb"
-        assert _tables(conn) == TABLES | {"hypertable_calls"}
-        assert ensure_partitions(conn) == 0
-    assert migrate(fresh_db) == "timescaledb"  # an existing schema keeps its mode
 
 
 def test_migrate_waits_for_the_advisory_lock(fresh_db: str) -> None:
