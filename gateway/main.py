@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import psycopg
 from pydantic import ValidationError
@@ -54,9 +55,16 @@ async def run_ingester_from_env(stop: asyncio.Event) -> int:
 
 
 def db_command(action: str, *, database_url: str | None, fleet: str | None) -> int:
-    """``telehub db migrate`` / ``telehub db seed FLEET.toml``."""
+    """``telehub db migrate`` / ``telehub db status`` / ``telehub db seed FLEET.toml``."""
     settings = _settings(database_url)
     try:
+        if action == "status":
+            from gateway.db.status import db_status
+
+            with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
+                status = db_status(lambda sql: conn.execute(sql.encode()).fetchall())
+            sys.stdout.write(status.render() + "\n")
+            return 0
         if action == "migrate":
             mode = migrate(settings.database_url)
             log.warning("database migrated: readings storage is %s", mode)

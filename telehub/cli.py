@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_gateway)
 
     db = sub.add_parser("db", help="database administration")
-    db.add_argument("action", choices=["migrate", "seed"])
+    db.add_argument("action", choices=["migrate", "status", "seed"])
     db.add_argument("fleet", nargs="?", help="fleet file (TOML) for `seed`")
     db.add_argument("--database-url", default=os.environ.get("TELEHUB_DATABASE_URL"))
     db.set_defaults(func=_cmd_db)

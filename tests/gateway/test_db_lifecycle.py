@@ -293,3 +293,44 @@ def test_retention_is_configurable_per_class(plain: Pg) -> None:
     assert plain.execute("SELECT telehub_lifecycle_run()")[0][0]["dead_letters_deleted"] == 1
     with pytest.raises(psycopg.errors.CheckViolation):
         plain.execute("UPDATE telehub_retention SET keep = INTERVAL '-1 day'")
+
+
+# -- telehub db status ---------------------------------------------------------------------------
+
+
+def test_status_timescale(pglite: Pglite) -> None:
+    from gateway.db.status import db_status
+
+    t0 = pglite.execute("SELECT (now() - INTERVAL '60 days')::text")[0][0]
+    for i in range(200):
+        put(pglite, t0, f"k{i}", str(90 + i % 10), patient=f"p{i % 5}")
+    pglite.execute(f"CALL run_job({_job(pglite, 'policy_compression')})")
+    pglite.execute(f"CALL run_job({_job(pglite, 'telehub_lifecycle_job')})")
+    st = db_status(pglite.execute)
+    assert st.mode == "timescaledb" and st.chunks == 1 and st.compressed_chunks == 1
+    assert st.compression_ratio is not None and st.compression_ratio > 1
+    names = [p.name for p in st.policies]
+    assert names.count("policy_refresh_continuous_aggregate") == 2
+    compression = st.policies[names.index("policy_compression")]
+    assert '"compress_after": "35 days"' in compression.config
+    # run_job in the foreground does not write job_stats (the background worker does; PGlite has
+    # none): the last runs of the lifecycle job are recorded by telehub itself
+    assert st.lifecycle_last_run is not None
+    text = st.render()
+    assert "storage mode: timescaledb" in text and "compression ratio:" in text
+    assert "continuous    90 days" in text
+
+
+def test_status_plain_via_cli(fresh_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from telehub.cli import main
+
+    assert main(["db", "status", "--database-url", fresh_db]) == 0
+    assert "storage mode: none" in capsys.readouterr().out
+    assert main(["db", "migrate", "--database-url", fresh_db]) in (0,)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("SELECT telehub_lifecycle_run()")
+    assert main(["db", "status", "--database-url", fresh_db]) == 0
+    out = capsys.readouterr().out
+    mode = "partitioned" if "partitioned" in out else "timescaledb"
+    assert f"storage mode: {mode}" in out
+    assert "lifecycle run: last 20" in out and "dead_letters  90 days" in out
