@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 _COLS = ", ".join(READINGS_INSERT_COLUMNS)
 
 
-def rows(workload: Workload) -> Iterator[list[object]]:
+def rows(workload: Workload) -> Iterator[tuple[object, ...]]:
     now = datetime.now(UTC)
     for hub, raw in workload.all_readings():
         r = check_reading(msgspec.Raw(raw), hub, now=now, max_future_skew=timedelta(days=1))
