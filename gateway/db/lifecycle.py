@@ -224,6 +224,11 @@ def v42(mode: StorageMode) -> list[str]:
         "if_not_exists => true)"
     )
     return [
+        # the columnstore API below is TimescaleDB 2.18+: say so rather than fail on a name
+        "DO $do$ BEGIN IF (SELECT string_to_array(split_part(extversion, '-', 1), '.')::int[]"
+        " FROM pg_extension WHERE extname = 'timescaledb') < ARRAY[2, 18] THEN RAISE EXCEPTION"
+        " 'telehub needs TimescaleDB 2.18 or later (columnstore API); this server has %',"
+        " (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'); END IF; END $do$",
         f"SELECT set_chunk_time_interval('readings', INTERVAL '{CHUNK_INTERVAL}')",
         # the idempotency key readings_key_time (migration 1) exists before compression
         "ALTER TABLE readings SET (timescaledb.enable_columnstore = true,"

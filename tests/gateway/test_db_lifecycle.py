@@ -334,3 +334,26 @@ def test_status_plain_via_cli(fresh_db: str, capsys: pytest.CaptureFixture[str])
     mode = "partitioned" if "partitioned" in out else "timescaledb"
     assert f"storage mode: {mode}" in out
     assert "lifecycle run: last 20" in out and "dead_letters  90 days" in out
+
+
+async def test_fetch_series_for_the_api(plain: Pg, fresh_db: str) -> None:
+    """The function the clinician workspace's series API calls, on an async connection."""
+    from datetime import datetime
+
+    from gateway.db.series import fetch_series
+
+    _day_readings(plain)
+    async with await psycopg.AsyncConnection.connect(fresh_db) as conn:
+        start, end = (
+            datetime.fromisoformat("2025-11-30T23:00Z"),
+            datetime.fromisoformat("2025-12-02T23:00Z"),
+        )
+        points = await fetch_series(conn, "p1", SPO2, start, end)
+        assert [(p.n, str(p.min), str(p.max), p.first_value) for p in points] == [
+            (3, "93", "97", 97),
+            (2, "90", "94.5", 90),
+        ]
+        assert points[1].first_time == datetime.fromisoformat("2025-12-01T23:30Z")
+        assert await fetch_series(conn, "nobody", SPO2, start, end) == []
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            await fetch_series(conn, "p1", SPO2, start, end, tz="Mars/Olympus")
