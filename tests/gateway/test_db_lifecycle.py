@@ -357,3 +357,21 @@ async def test_fetch_series_for_the_api(plain: Pg, fresh_db: str) -> None:
         assert await fetch_series(conn, "nobody", SPO2, start, end) == []
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             await fetch_series(conn, "p1", SPO2, start, end, tz="Mars/Olympus")
+
+
+def test_timescale_retention_in_a_compressed_chunk(pglite: Pglite) -> None:
+    """Expired continuous samples go from a compressed chunk; the spot readings beside them
+    stay, still compressed-chunk readable."""
+    old = pglite.execute("SELECT (now() - INTERVAL '100 days')::text")[0][0]
+    for i in range(20):
+        put(pglite, old, f"c{i}", "96", kind="continuous", patient=f"p{i % 2}", stored_at=old)
+    put(pglite, old, "spot", "94", stored_at=old)
+    pglite.execute(f"CALL run_job({_job(pglite, 'policy_compression')})")
+    _refresh(pglite, "now() - INTERVAL '1 hour'")
+    pglite.execute(f"CALL run_job({_job(pglite, 'telehub_lifecycle_job')})")
+    assert pglite.execute("SELECT key, kind FROM readings") == [["spot", "spot"]]
+    assert pglite.execute(
+        "SELECT sum(n)::int FROM readings_hourly WHERE bucket = time_bucket(INTERVAL '1 hour',"
+        " %s::timestamptz)",
+        [old],
+    ) == [[21]]
