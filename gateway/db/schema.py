@@ -7,8 +7,9 @@ without a server that has TimescaleDB.
 Storage modes for ``readings``:
 
 ``timescaledb``
-    a plain table turned into a hypertable on ``time`` (7-day chunks); TimescaleDB creates chunks
-    as rows arrive, so :func:`ensure_partitions_sql` is a no-op function in this mode.
+    a plain table turned into a hypertable on ``time`` (7-day chunks in migration 1, 1-day chunks
+    from migration 42 on); TimescaleDB creates chunks as rows arrive, so
+    :func:`ensure_partitions_sql` is a no-op function in this mode.
 ``partitioned``
     ``PARTITION BY RANGE (time)`` with one partition per UTC calendar month
     (``readings_pYYYY_MM``) and a ``readings_default`` partition for anything outside the months
@@ -16,6 +17,10 @@ Storage modes for ``readings``:
     function ``telehub_ensure_partitions(months_back, months_ahead, at)`` creates the monthly
     partitions around ``at`` that do not exist yet, moving any rows of that month out of the
     default partition first; the migration calls it with (2, 3) and the ingester calls it daily.
+
+Migrations 40-43 (:mod:`gateway.db.lifecycle`) add the data lifecycle: compression, aggregates
+and retention per data class in both modes. The readings columns are declared once, in
+:mod:`gateway.db.readings`.
 
 Additions to SCHEMA.md (additive only, as the contract allows):
 
