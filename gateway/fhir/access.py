@@ -136,3 +136,75 @@ async def devices(conn: Conn, principal: Principal, patient_id: str) -> Sequence
             DeviceRow(r["hub_id"], r["device_id"], r["patient_id"], r["model"], tuple(r["mdcs"]))
             for r in await cur.fetchall()
         ]
+
+
+# -- system context: the push channel (no caller; every patient) -------------------------------
+Record = tuple[datetime, str, str, str]  # (time, hub_id, device_id, grp)
+
+#: How far behind the last sweep the next one looks again: longer than any ingest transaction
+#: can stay open (the ingester abandons one after ``db_timeout``, 30 s by default), so a row whose
+#: ``stored_at`` (its transaction's start) precedes the last sweep but committed after it is
+#: still found. The outbox's primary key makes re-finding a record harmless.
+SWEEP_LOOKBACK_SECONDS = 300
+
+
+async def sweep_into_outbox(conn: Conn) -> int:
+    """Queue every device record stored since the last sweep (minus the lookback) for push."""
+    async with conn.transaction():
+        # one sweep at a time (several workers may run); '-infinity' at first: all history
+        await conn.execute("SELECT 1 FROM fhir_push_state WHERE id FOR UPDATE")
+        cur = await conn.execute(
+            """INSERT INTO fhir_outbox (time, hub_id, device_id, grp, patient_id)
+               SELECT DISTINCT r.time, r.hub_id, r.device_id, r.grp, r.patient_id
+               FROM readings r
+               WHERE r.stored_at >= (SELECT swept_to FROM fhir_push_state WHERE id)
+                   - make_interval(secs => %s)
+               ON CONFLICT DO NOTHING""",
+            (SWEEP_LOOKBACK_SECONDS,),
+        )
+        queued = cur.rowcount
+        await conn.execute("UPDATE fhir_push_state SET swept_to = now() WHERE id")
+    return queued
+
+
+async def record_rows(conn: Conn, records: Sequence[Record]) -> list[StoredReading]:
+    """Every stored row of these device records."""
+    if not records:
+        return []
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"""SELECT {_COLUMNS} FROM readings r
+                JOIN unnest(%s::timestamptz[], %s::text[], %s::text[], %s::text[])
+                    AS k(time, hub_id, device_id, grp)
+                  ON r.time = k.time AND r.hub_id = k.hub_id AND r.device_id = k.device_id
+                     AND r.grp = k.grp
+                ORDER BY r.time, r.key""",
+            ([k[0] for k in records], [k[1] for k in records], [k[2] for k in records],
+             [k[3] for k in records]),
+        )  # fmt: skip
+        return [StoredReading.from_row(r) for r in await cur.fetchall()]
+
+
+async def push_context(
+    conn: Conn, patient_ids: Sequence[str], devices_of: Sequence[tuple[str, str]]
+) -> tuple[list[PatientRow], list[DeviceRow]]:
+    """The Patient and Device rows the pushed Observations reference."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT patient_id, display_name FROM patients WHERE patient_id = ANY(%s) "
+            "ORDER BY patient_id",
+            (list(patient_ids),),
+        )
+        patients = [PatientRow(r["patient_id"], r["display_name"]) for r in await cur.fetchall()]
+        await cur.execute(
+            """SELECT d.hub_id, d.device_id, d.patient_id, d.model FROM devices d
+               JOIN unnest(%s::text[], %s::text[]) AS k(hub_id, device_id)
+                 ON d.hub_id = k.hub_id AND d.device_id = k.device_id
+               ORDER BY d.hub_id, d.device_id""",
+            ([h for h, _ in devices_of], [d for _, d in devices_of]),
+        )
+        devs = [
+            DeviceRow(r["hub_id"], r["device_id"], r["patient_id"], r["model"], ())
+            for r in await cur.fetchall()
+        ]
+    return patients, devs
