@@ -43,6 +43,13 @@ class DeviceRow:
     mdcs: tuple[int, ...]  # metrics of its latest readings (for PhdDevice.specialization)
 
 
+#: One Observation: (time, hub_id, device_id, grp, Observation-level MDC code).
+ObservationKey = tuple[datetime, str, str, str, int]
+
+#: Most stored rows one Observation has (the BP panel: systolic, diastolic, mean).
+MAX_ROWS_PER_OBSERVATION = 4
+
+
 @dataclass(frozen=True, slots=True)
 class ObservationQuery:
     """A page of a patient's Observations: the paging unit is one Observation, i.e. one
@@ -53,7 +60,7 @@ class ObservationQuery:
     loincs: frozenset[str] = frozenset()  # or a stored LOINC coding of a non-panel metric
     start: datetime | None = None  # inclusive
     end: datetime | None = None  # exclusive
-    offset: int = 0
+    after: ObservationKey | None = None  # keyset cursor: the last Observation of the last page
     limit: int = 50
 
 
@@ -69,7 +76,7 @@ async def patient(conn: Conn, principal: Principal, patient_id: str) -> PatientR
 
 async def observation_rows(
     conn: Conn, principal: Principal, q: ObservationQuery
-) -> tuple[list[StoredReading], list[tuple[datetime, str, str, str, int]], bool]:
+) -> tuple[list[StoredReading], list[ObservationKey], bool]:
     """The rows of every device record that has an Observation on the page, the page's
     Observation identities ``(time, hub, device, grp, code)`` in order, and whether more follow.
     Out-of-scope patients have no rows."""
@@ -84,12 +91,22 @@ async def observation_rows(
     if q.mdcs or q.loincs:
         where.append("(COALESCE(r.panel, r.mdc) = ANY(%s) OR (r.panel IS NULL AND r.loinc && %s))")
         params += [sorted(q.mdcs), sorted(q.loincs)]
-    params += [q.offset, q.limit + 1]
+    if q.after is not None:
+        where.append(
+            "(r.time < %s OR (r.time = %s AND (r.hub_id, r.device_id, r.grp, "
+            "COALESCE(r.panel, r.mdc)) > (%s, %s, %s, %s)))"
+        )
+        params += [q.after[0], *q.after]
+    # the inner LIMIT (rows, newest first, along readings_patient_time) bounds the work however
+    # long the patient's history is; it holds at least limit + 1 Observations
+    params += [(q.limit + 1) * MAX_ROWS_PER_OBSERVATION, q.limit + 1]
     async with conn.cursor() as cur:
         await cur.execute(
-            f"""SELECT DISTINCT r.time, r.hub_id, r.device_id, r.grp, COALESCE(r.panel, r.mdc)
-                FROM readings r WHERE {" AND ".join(where)}
-                ORDER BY 1 DESC, 2, 3, 4, 5 OFFSET %s LIMIT %s""",
+            f"""SELECT DISTINCT time, hub_id, device_id, grp, code FROM (
+                    SELECT r.time, r.hub_id, r.device_id, r.grp, COALESCE(r.panel, r.mdc) AS code
+                    FROM readings r WHERE {" AND ".join(where)}
+                    ORDER BY 1 DESC, 2, 3, 4, 5 LIMIT %s) s
+                ORDER BY 1 DESC, 2, 3, 4, 5 LIMIT %s""",
             params,
         )
         ids = [(t, h, d, g, int(c)) for t, h, d, g, c in await cur.fetchall()]

@@ -10,6 +10,8 @@ organisation is a 404 exactly like a patient that does not exist.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Final
@@ -29,7 +31,6 @@ FHIR_JSON: Final = "application/fhir+json"
 FHIR_VERSION: Final = "4.0.1"
 DEFAULT_COUNT: Final = 50
 MAX_COUNT: Final = 500
-MAX_OFFSET: Final = 100_000
 _ID_RE: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 router = APIRouter(prefix="/fhir", include_in_schema=False)
@@ -112,11 +113,35 @@ def _count(request: Request) -> int:
     return int(raw)
 
 
-def _offset(request: Request) -> int:
-    raw = request.query_params.get("_offset", "0")
-    if not raw.isdigit() or int(raw) > MAX_OFFSET:
-        raise _invalid(f"`_offset` must be an integer from 0 to {MAX_OFFSET}")
-    return int(raw)
+def encode_cursor(key: access.ObservationKey) -> str:
+    t, hub, device, grp, code = key
+    raw = json.dumps([t.isoformat(), hub, device, grp, code], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> access.ObservationKey:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        t, hub, device, grp, code = json.loads(raw)
+        when = datetime.fromisoformat(t)
+        if when.tzinfo is None or not all(isinstance(x, str) for x in (hub, device, grp)):
+            raise ValueError
+        if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code < 2**31:
+            raise ValueError
+        if any("\x00" in x for x in (hub, device, grp)):
+            raise ValueError
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise _invalid("`_cursor` is not a cursor of this server") from None
+    return (when, hub, device, grp, code)
+
+
+def _cursor(request: Request) -> access.ObservationKey | None:
+    raw = request.query_params.get("_cursor")
+    if raw is None:
+        return None
+    if len(raw) > 2000:
+        raise _invalid("`_cursor` is not a cursor of this server")
+    return decode_cursor(raw)
 
 
 _DATE_RE: Final = re.compile(r"(eq|ge|gt|le|lt)?(\d{4}-\d{2}-\d{2}(?:T.+)?)")
@@ -177,7 +202,7 @@ def _codes(request: Request) -> tuple[frozenset[int], frozenset[str], bool]:
 
 
 _KNOWN_PARAMS: Final = {
-    "Observation": {"patient", "subject", "code", "date", "_count", "_offset", "_format"},
+    "Observation": {"patient", "subject", "code", "date", "_count", "_cursor", "_format"},
     "Device": {"patient", "_format"},
 }
 
@@ -299,10 +324,10 @@ async def search_observations(ctx: Ctx, principal: FhirPrincipal, request: Reque
     pid = _patient_param(request)
     mdcs, loincs, code_given = _codes(request)
     start, end = _date_range(request)
-    count, offset = _count(request), _offset(request)
+    count, after = _count(request), _cursor(request)
     empty = (code_given and not mdcs and not loincs) or (start and end and start >= end)
     q = access.ObservationQuery(
-        patient_id=pid, mdcs=mdcs, loincs=loincs, start=start, end=end, offset=offset, limit=count
+        patient_id=pid, mdcs=mdcs, loincs=loincs, start=start, end=end, after=after, limit=count
     )
     async with ctx.pool.connection() as conn:
         if await access.patient(conn, principal, pid) is None:
@@ -314,7 +339,7 @@ async def search_observations(ctx: Ctx, principal: FhirPrincipal, request: Reque
     next_params = None
     if more:
         next_params = {k: request.query_params.getlist(k) for k in request.query_params}
-        next_params["_offset"] = [str(offset + count)]
+        next_params["_cursor"] = [encode_cursor(ids[-1])]
         next_params["_count"] = [str(count)]
     return fhir_response(_bundle(request, entries, next_params))
 
