@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -155,6 +156,34 @@ _ID_RE: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _MAC_RE: Final = re.compile(r"(?:[0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}")
 
 _encoder: Final = msgspec.json.Encoder(decimal_format="number")
+
+#: What a FHIR ``string`` may hold (the R4 regex): no control or non-space whitespace characters.
+_FHIR_STRING_RE: Final = re.compile(r"[ \r\n\t\S]+")
+#: Suffix of an identifier system whose value is percent-encoded (see :func:`identifier`).
+ENCODED_SUFFIX: Final = ":percent-encoded"
+
+
+def is_fhir_string(value: str) -> bool:
+    return _FHIR_STRING_RE.fullmatch(value) is not None
+
+
+def identifier(system: str, value: str) -> Resource:
+    """An Identifier carrying ``value`` exactly. A value that is not a valid FHIR string (a
+    control character in a fleet id, say) is percent-encoded (UTF-8) under ``system`` +
+    ``:percent-encoded``, so different ids never share an identifier."""
+    if is_fhir_string(value):
+        return {"system": system, "value": value}
+    encoded = "".join(
+        ch if ch != "%" and is_fhir_string(ch) else urllib.parse.quote(ch, safe="") for ch in value
+    )
+    return {"system": system + ENCODED_SUFFIX, "value": encoded}
+
+
+def text(value: str) -> str:
+    """A display text: characters a FHIR string cannot hold become U+FFFD."""
+    if is_fhir_string(value):
+        return value
+    return "".join(ch if is_fhir_string(ch) else "\ufffd" for ch in value) or "\ufffd"
 
 
 def dumps(resource: object) -> bytes:
@@ -320,7 +349,7 @@ def _common(first: StoredReading, rows: Sequence[StoredReading], profile: str) -
     out: Resource = {
         "resourceType": "Observation",
         "meta": meta,
-        "identifier": [{"system": KEY_SYSTEM, "value": r.key} for r in rows],
+        "identifier": [identifier(KEY_SYSTEM, r.key) for r in rows],
         "status": status,
         "category": category,
         "subject": _ref("Patient", patient_fhir_id(first.patient_id)),
@@ -380,7 +409,7 @@ def bits_observations(rows: Sequence[StoredReading]) -> list[Resource]:
             continue
         obs = _common(first, [first], PROFILE_BITS)
         obs["id"] = observation_id(first.key, f"-s{field}")
-        obs["identifier"] = [{"system": KEY_SYSTEM, "value": f"{first.key}#{field}"}]
+        obs["identifier"] = [identifier(KEY_SYSTEM, f"{first.key}#{field}")]
         obs["code"] = metric_code(field)
         obs.pop("interpretation", None)
         obs["status"] = "final"
@@ -427,10 +456,10 @@ def patient(patient_id: str, display_name: str | None) -> Resource:
         "resourceType": "Patient",
         "id": patient_fhir_id(patient_id),
         "meta": {"profile": [PROFILE_PATIENT]},
-        "identifier": [{"system": PATIENT_SYSTEM, "value": patient_id}],
+        "identifier": [identifier(PATIENT_SYSTEM, patient_id)],
     }
     if display_name:
-        out["name"] = [{"text": display_name}]
+        out["name"] = [{"text": text(display_name)}]
     return out
 
 
@@ -444,7 +473,7 @@ def device_identifiers(device_id: str, hub_id: str) -> list[Resource]:
                 "value": device_id.lower().replace(":", "-"),
             }
         )
-    ids.append({"system": DEVICE_SYSTEM, "value": f"{hub_id}/{device_id}"})
+    ids.append(identifier(DEVICE_SYSTEM, f"{hub_id}/{device_id}"))
     return ids
 
 
@@ -468,7 +497,7 @@ def phd_device(
         "patient": _ref("Patient", patient_fhir_id(patient_id)),
     }
     if model:
-        out["deviceName"] = [{"name": model, "type": "model-name"}]
+        out["deviceName"] = [{"name": text(model), "type": "model-name"}]
     specs = specializations(mdcs)
     if specs:
         out["specialization"] = [{"systemType": metric_code(s), "version": "1"} for s in specs]
@@ -480,9 +509,9 @@ def gateway_device(hub_id: str) -> Resource:
         "resourceType": "Device",
         "id": gateway_device_id(hub_id),
         "meta": {"profile": [PROFILE_GATEWAY]},
-        "identifier": [{"system": HUB_SYSTEM, "value": hub_id}],
+        "identifier": [identifier(HUB_SYSTEM, hub_id)],
         "status": "active",
-        "deviceName": [{"name": hub_id, "type": "user-friendly-name"}],
+        "deviceName": [{"name": text(hub_id), "type": "user-friendly-name"}],
     }
 
 

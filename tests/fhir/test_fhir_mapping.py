@@ -66,6 +66,8 @@ def readings_st(draw: st.DrawFn) -> m.StoredReading:
         flags=draw(flags_st),
         key=draw(st.text(min_size=1, max_size=80)),
         patient_id=draw(st.text(min_size=1, max_size=40)),
+        hub_id=draw(st.text(min_size=1, max_size=30)),
+        device_id=draw(st.sampled_from(["00:1C:05:AA:BB:CC", "A&D-UA651"]) | st.text(min_size=1)),
         time=T0 + timedelta(seconds=draw(st.integers(0, 10**8))),
     )
 
@@ -77,7 +79,7 @@ def test_every_metric_maps_to_a_valid_observation(r: m.StoredReading) -> None:
     numeric = validate(obs[0])
     assert numeric["code"]["coding"][0] == {"system": m.MDC_SYSTEM, "code": str(r.mdc)}
     assert [c["code"] for c in numeric["code"]["coding"][1:]] == list(r.loinc)
-    assert numeric["identifier"] == [{"system": m.KEY_SYSTEM, "value": r.key}]
+    assert numeric["identifier"] == [m.identifier(m.KEY_SYSTEM, r.key)]
     assert numeric["effectiveDateTime"].endswith("+00:00")
     assert numeric["subject"]["reference"] == "Patient/" + m.patient_fhir_id(r.patient_id)
     assert m.patient_id_of(m.patient_fhir_id(r.patient_id)) in (r.patient_id, None)
@@ -90,8 +92,8 @@ def test_every_metric_maps_to_a_valid_observation(r: m.StoredReading) -> None:
         assert Decimal(str(q["value"])) == r.value
     for extra in obs[1:]:
         assert validate(extra)["meta"]["profile"] == [m.PROFILE_BITS]
-    validate(m.patient(r.patient_id, "Anna"))
-    validate(m.phd_device(r.hub_id, r.device_id, r.patient_id, "Nonin 3230", [r.mdc]))
+    validate(m.patient(r.patient_id, r.patient_id))
+    validate(m.phd_device(r.hub_id, r.device_id, r.patient_id, r.hub_id, [r.mdc]))
     validate(m.gateway_device(r.hub_id))
 
 
@@ -200,3 +202,18 @@ def test_code_tokens() -> None:
     assert m.observation_codes("http://loinc.org|85354-9") == ({150020}, {"85354-9"})
     assert m.observation_codes("urn:iso:std:iso:11073:10101|150456") == ({150456}, set())
     assert m.observation_codes("http://snomed.info/sct|123") is None
+
+
+@given(st.text(min_size=1), st.text(min_size=1))
+def test_identifiers_are_valid_and_never_shared_by_different_ids(a: str, b: str) -> None:
+    ia, ib = m.identifier(m.KEY_SYSTEM, a), m.identifier(m.KEY_SYSTEM, b)
+    assert m.is_fhir_string(ia["value"])
+    assert (ia == ib) == (a == b)
+
+
+def test_a_control_character_is_percent_encoded() -> None:
+    assert m.identifier(m.PATIENT_SYSTEM, "a\x0c%") == {
+        "system": m.PATIENT_SYSTEM + m.ENCODED_SUFFIX,
+        "value": "a%0C%25",
+    }
+    assert m.identifier(m.PATIENT_SYSTEM, "a%0C") == {"system": m.PATIENT_SYSTEM, "value": "a%0C"}
