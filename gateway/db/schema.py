@@ -318,7 +318,8 @@ def _v30(_mode: StorageMode) -> list[str]:
             id boolean PRIMARY KEY DEFAULT true CHECK (id),
             swept_to timestamptz NOT NULL
         )""",
-        "INSERT INTO fhir_push_state (swept_to) VALUES ('-infinity') ON CONFLICT DO NOTHING",
+        # readings stored before push exists are not queued; docs/fhir.md says how to backfill
+        "INSERT INTO fhir_push_state (swept_to) VALUES (now()) ON CONFLICT DO NOTHING",
         "CREATE INDEX IF NOT EXISTS readings_stored_at ON readings USING brin (stored_at)",
     ]
 

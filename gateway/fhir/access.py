@@ -165,23 +165,40 @@ Record = tuple[datetime, str, str, str]  # (time, hub_id, device_id, grp)
 SWEEP_LOOKBACK_SECONDS = 300
 
 
-async def sweep_into_outbox(conn: Conn) -> int:
-    """Queue every device record stored since the last sweep (minus the lookback) for push."""
+#: Most ``stored_at`` time one sweep covers: a sweep behind (push switched on with a backfill
+#: start, or after an outage) catches up in bounded steps instead of one huge statement.
+SWEEP_WINDOW_SECONDS = 3600
+
+
+async def sweep_into_outbox(conn: Conn) -> tuple[int, bool]:
+    """Queue the device records stored since the last sweep (minus the lookback, at most
+    ``SWEEP_WINDOW_SECONDS`` further) for push. Returns (records queued, caught up)."""
     async with conn.transaction():
-        # one sweep at a time (several workers may run); '-infinity' at first: all history
-        await conn.execute("SELECT 1 FROM fhir_push_state WHERE id FOR UPDATE")
+        # one sweep at a time (several workers may run)
+        cur = await conn.execute(
+            """SELECT swept_to - make_interval(secs => %s),
+                      LEAST(now(), swept_to + make_interval(secs => %s))
+               FROM fhir_push_state WHERE id FOR UPDATE""",
+            (SWEEP_LOOKBACK_SECONDS, SWEEP_WINDOW_SECONDS),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise RuntimeError("fhir_push_state has no row (migration 30 not applied)")
+        lo, hi = row
         cur = await conn.execute(
             """INSERT INTO fhir_outbox (time, hub_id, device_id, grp, patient_id)
                SELECT DISTINCT r.time, r.hub_id, r.device_id, r.grp, r.patient_id
-               FROM readings r
-               WHERE r.stored_at >= (SELECT swept_to FROM fhir_push_state WHERE id)
-                   - make_interval(secs => %s)
+               FROM readings r WHERE r.stored_at >= %s AND r.stored_at < %s
                ON CONFLICT DO NOTHING""",
-            (SWEEP_LOOKBACK_SECONDS,),
+            (lo, hi),
         )
         queued = cur.rowcount
-        await conn.execute("UPDATE fhir_push_state SET swept_to = now() WHERE id")
-    return queued
+        cur = await conn.execute(
+            "UPDATE fhir_push_state SET swept_to = %s WHERE id RETURNING swept_to >= now()",
+            (hi,),
+        )
+        done = await cur.fetchone()
+    return queued, bool(done and done[0])
 
 
 async def record_rows(conn: Conn, records: Sequence[Record]) -> list[StoredReading]:

@@ -41,6 +41,8 @@ from gateway.notify.pool import Pool, make_pool
 log = logging.getLogger(__name__)
 
 FHIR_JSON: Final = "application/fhir+json"
+#: Sweep windows (access.SWEEP_WINDOW_SECONDS each) one round may cover while catching up.
+MAX_SWEEPS_PER_ROUND: Final = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +239,10 @@ class FhirPushWorker:
         """One round: sweep, claim due records, send them, record the outcomes."""
         opts = self.options
         async with asyncio.timeout(opts.query_timeout), pool.connection() as conn:
-            await access.sweep_into_outbox(conn)
+            for _ in range(MAX_SWEEPS_PER_ROUND):
+                _queued, caught_up = await access.sweep_into_outbox(conn)
+                if caught_up:
+                    break
             cur = await conn.execute(_CLAIM_SQL, {"lease": opts.lease, "batch": opts.batch_size})
             claims = {(t, h, d, g): int(a) for t, h, d, g, a in await cur.fetchall()}
             rows = await access.record_rows(conn, sorted(claims))

@@ -241,3 +241,27 @@ async def test_unreachable_server_is_a_retry(db: str) -> None:
     worker = FhirPushWorker(db, PushOptions(url=url, request_timeout=2))
     result = await run_round(worker, db)
     assert (result.sent, result.failed, result.errors) == (0, 6, ("ConnectError",))
+
+
+async def test_history_before_push_is_backfilled_on_request_in_bounded_windows(db: str) -> None:
+    with psycopg.connect(db) as conn:
+        # stored two days before the push existed: not queued by default
+        insert_reading(conn, key="old-1", time=T0 - timedelta(days=60), grp="old",
+                       stored_at=datetime.now(UTC) - timedelta(hours=40))  # fmt: skip
+    async with fhir_server() as srv:
+        worker = FhirPushWorker(db, PushOptions(url=srv.base))
+        assert (await run_round(worker, db)).sent == 6
+        assert "old-1" not in {i["value"] for o in srv.observations() for i in o["identifier"]}
+        # backfill: move the sweep's start back (docs/fhir.md)
+        with psycopg.connect(db) as conn:
+            conn.execute("UPDATE fhir_push_state SET swept_to = now() - interval '41 hours'")
+        first = await run_round(worker, db)  # 24 one-hour windows: reaches the old reading
+        assert (first.claimed, first.sent) == (1, 1)
+        with psycopg.connect(db) as conn:
+            behind = conn.execute("SELECT now() - swept_to FROM fhir_push_state").fetchone()
+        assert behind is not None and timedelta(hours=16) < behind[0] < timedelta(hours=18)
+        await run_round(worker, db)  # catches up; the 6 records are found again, not re-sent
+        with psycopg.connect(db) as conn:
+            behind = conn.execute("SELECT now() - swept_to FROM fhir_push_state").fetchone()
+        assert behind is not None and behind[0] < timedelta(minutes=1)
+        assert len(srv.observations()) == 7
