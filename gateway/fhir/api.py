@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
+import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from gateway.api.auth import Principal, authenticate, bearer_scheme
-from gateway.api.context import Ctx
+from gateway.api.context import ApiContext, Ctx
 from gateway.api.errors import ApiError
 from gateway.fhir import FhirError, access
 from gateway.fhir import mapping as m
@@ -32,6 +36,8 @@ FHIR_VERSION: Final = "4.0.1"
 DEFAULT_COUNT: Final = 50
 MAX_COUNT: Final = 500
 _ID_RE: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/fhir", include_in_schema=False)
 
@@ -79,6 +85,23 @@ async def fhir_principal(
         return await authenticate(ctx, creds)
     except ApiError as exc:
         raise FhirApiError(exc.status, "login", exc.message, exc.headers) from None
+    except psycopg.OperationalError as exc:
+        raise _unavailable(exc) from None
+
+
+def _unavailable(exc: Exception) -> FhirApiError:
+    log.warning("FHIR API: database unavailable (%s)", type(exc).__name__)
+    return FhirApiError(503, "transient", "the database is unavailable", {"Retry-After": "5"})
+
+
+@asynccontextmanager
+async def _connection(ctx: ApiContext) -> AsyncIterator[access.Conn]:
+    """A pooled connection; the database being unreachable or slow is a 503 OperationOutcome."""
+    try:
+        async with ctx.pool.connection() as conn:
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise _unavailable(exc) from None
 
 
 FhirPrincipal = Annotated[Principal, Depends(fhir_principal)]
@@ -309,7 +332,7 @@ async def read_patient(ctx: Ctx, principal: FhirPrincipal, fhir_id: str) -> Resp
     pid = m.patient_id_of(fhir_id) if _ID_RE.fullmatch(fhir_id) else None
     if pid is None:
         raise _not_found("Patient")
-    async with ctx.pool.connection() as conn:
+    async with _connection(ctx) as conn:
         row = await access.patient(conn, principal, pid)
     if row is None:
         raise _not_found("Patient")
@@ -329,7 +352,7 @@ async def search_observations(ctx: Ctx, principal: FhirPrincipal, request: Reque
     q = access.ObservationQuery(
         patient_id=pid, mdcs=mdcs, loincs=loincs, start=start, end=end, after=after, limit=count
     )
-    async with ctx.pool.connection() as conn:
+    async with _connection(ctx) as conn:
         if await access.patient(conn, principal, pid) is None:
             raise _not_found("Patient")
         rows, ids, more = (
@@ -378,7 +401,7 @@ def page_entries(
 async def search_devices(ctx: Ctx, principal: FhirPrincipal, request: Request) -> Response:
     _check_params(request, "Device")
     pid = _patient_param(request)
-    async with ctx.pool.connection() as conn:
+    async with _connection(ctx) as conn:
         if await access.patient(conn, principal, pid) is None:
             raise _not_found("Patient")
         rows = await access.devices(conn, principal, pid)

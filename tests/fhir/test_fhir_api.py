@@ -229,3 +229,11 @@ async def test_fhirpy_reads_observations_from_a_real_server(db: str) -> None:
         assert [
             o["dataAbsentReason"]["coding"][0]["code"] for o in spo2 if "valueQuantity" not in o
         ] == ["not-a-number"]
+
+
+async def test_database_unavailable_is_a_503_operation_outcome() -> None:
+    app = create_app("postgresql://postgres@127.0.0.1:1/none", acquire_timeout=0.5)
+    async with api_client(app) as c:
+        r = await c.get("/fhir/Observation?patient=p-001", headers=auth("rh"))
+    outcome(r, 503, "transient")
+    assert r.headers["retry-after"] == "5"
