@@ -265,3 +265,20 @@ async def test_history_before_push_is_backfilled_on_request_in_bounded_windows(d
             behind = conn.execute("SELECT now() - swept_to FROM fhir_push_state").fetchone()
         assert behind is not None and behind[0] < timedelta(minutes=1)
         assert len(srv.observations()) == 7
+
+
+async def test_the_worker_loop_pushes_and_stops(db: str) -> None:
+    async with fhir_server(fail=[503]) as srv:
+        worker = FhirPushWorker(db, PushOptions(url=srv.base, interval=0.1, backoff_base=0.1))
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await wait_for(lambda: len(srv.observations()) == 6, timeout=10)
+            with psycopg.connect(db) as conn:
+                insert_reading(conn, key="live-1", time=T0 + timedelta(days=1), grp="live")
+            await wait_for(lambda: len(srv.observations()) == 7, timeout=10)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    assert worker.stats.records_sent == 7
+    assert worker.stats.records_failed == 6  # the first round's 503
