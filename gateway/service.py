@@ -19,6 +19,7 @@ from typing import Any, Final
 import uvicorn
 
 from gateway.api import create_app
+from gateway.fhir.push import FhirPushWorker, PushOptions
 from gateway.ingest import Ingester, OnStored
 from gateway.notify.stream import AlertCallback
 from gateway.notify.webhook import WebhookOptions, WebhookWorker
@@ -94,6 +95,16 @@ async def run_gateway(
         "api": server.serve_or_raise(sockets=sockets),
         "webhooks": worker.run(inner_stop),
     }
+    if settings.fhir_push_url:
+        push = FhirPushWorker(
+            settings.database_url,
+            PushOptions(
+                url=settings.fhir_push_url,
+                token=settings.fhir_push_token,
+                interval=settings.fhir_push_interval,
+            ),
+        )
+        parts["fhir-push"] = push.run(inner_stop)
     tasks = {
         asyncio.create_task(coro, name=f"gateway-{name}"): name for name, coro in parts.items()
     }

@@ -103,3 +103,15 @@ class GatewaySettings(BaseSettings):
 
     api_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API.")
+
+    fhir_push_url: str | None = Field(
+        default=None,
+        description="Base URL of an external FHIR R4 server that receives transaction Bundles "
+        "of the stored readings (docs/fhir.md). None: no push.",
+    )
+    fhir_push_token: str | None = Field(
+        default=None, description="Bearer token for the FHIR push server (None: no auth header)."
+    )
+    fhir_push_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between FHIR push rounds when idle."
+    )

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse
 from gateway.api import routes_clinical, routes_ops, sse
 from gateway.api.context import ApiContext, IngesterStats
 from gateway.api.errors import install_error_handlers
+from gateway.fhir import api as fhir_api
 from gateway.notify.pool import make_pool
 from gateway.notify.stream import AlertBroadcaster, AlertCallback
 from gateway.notify.tasks import cancel_and_wait
@@ -125,6 +126,7 @@ def create_app(
     app.include_router(routes_clinical.router)
     app.include_router(sse.router)  # before any /alerts/{id} route could shadow it
     app.include_router(routes_ops.router)
+    fhir_api.install(app)
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -266,9 +266,43 @@ def _v1(mode: StorageMode) -> list[str]:
     return [*_CORE, *readings_statements(mode)]
 
 
+def _v30(_mode: StorageMode) -> list[str]:
+    """FHIR push outbox (docs/fhir.md): one row per device record to send, filled by the push
+    worker's sweep over ``readings.stored_at`` (BRIN: cheap to maintain on the ingest path)."""
+    return [
+        """
+        CREATE TABLE IF NOT EXISTS fhir_outbox (
+            time timestamptz NOT NULL,
+            hub_id text NOT NULL,
+            device_id text NOT NULL,
+            grp text NOT NULL,
+            patient_id text NOT NULL,
+            queued_at timestamptz NOT NULL DEFAULT now(),
+            attempts integer NOT NULL DEFAULT 0,
+            next_attempt_at timestamptz NOT NULL DEFAULT now(),
+            sent_at timestamptz NULL,
+            outcome text NULL CHECK (outcome IN ('sent', 'skipped-test-data')),
+            last_error text NULL,
+            PRIMARY KEY (time, hub_id, device_id, grp)
+        )""",
+        """
+        CREATE INDEX IF NOT EXISTS fhir_outbox_due ON fhir_outbox (next_attempt_at)
+            WHERE sent_at IS NULL""",
+        """
+        CREATE TABLE IF NOT EXISTS fhir_push_state (
+            id boolean PRIMARY KEY DEFAULT true CHECK (id),
+            swept_to timestamptz NOT NULL
+        )""",
+        # readings stored before push exists are not queued; docs/fhir.md says how to backfill
+        "INSERT INTO fhir_push_state (swept_to) VALUES (now()) ON CONFLICT DO NOTHING",
+        "CREATE INDEX IF NOT EXISTS readings_stored_at ON readings USING brin (stored_at)",
+    ]
+
+
 #: All migrations, in order. Append; never edit one that has shipped.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "central schema", _v1),
+    Migration(30, "FHIR push outbox", _v30),
     Migration(40, "lifecycle: retention per data class, job runs, aggregate state", lifecycle.v40),
     Migration(41, "lifecycle: hourly and daily aggregates per patient and metric", lifecycle.v41),
     Migration(42, "lifecycle: chunk interval, columnstore compression, policies", lifecycle.v42),

@@ -34,6 +34,7 @@ from gateway.db.schema import (
 TABLES = {
     "orgs", "api_tokens", "patients", "patient_access", "hubs", "devices", "readings",
     "dead_letters", "rules", "alerts", "webhooks", "alert_deliveries", "schema_migrations",
+    "fhir_outbox", "fhir_push_state",  # migration 30 (FHIR push)
 }  # fmt: skip
 #: what the lifecycle migrations add on plain PostgreSQL
 PARTITIONED_TABLES = TABLES | {
