@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--database-url", default=os.environ.get("TELEHUB_DATABASE_URL"))
     db.set_defaults(func=_cmd_db)
 
+    from telehub import hub_commands
+
+    hub_commands.register(sub)
+
     sub.add_parser(
         "decode",
         help="decode a device record: telehub decode <characteristic|protocol> <hex> | --list",

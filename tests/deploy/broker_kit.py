@@ -47,9 +47,13 @@ class Kit:
     hub_ca: FleetCA
     server_ca: FleetCA
     proc: object = None
+    issued: int = 0
 
     def cert_for(self, hub_id: str, ca: FleetCA | None = None) -> tuple[Path, Path]:
-        files = generate_key_and_csr(hub_id, self.directory / "hubs" / hub_id)
+        self.issued += 1
+        files = generate_key_and_csr(
+            hub_id, self.directory / "hubs" / hub_id, name=f"hub-{self.issued}"
+        )
         cert = (ca or self.hub_ca).sign(files.csr.read_bytes(), hub_id)
         crt = files.key.with_suffix(".crt")
         crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
