@@ -25,5 +25,7 @@ def observation(
 
 
 def user(user_id: int | None) -> int | None:
-    """The Measurement's user index: None when absent or 0xFF ("unknown user")."""
-    return None if user_id is None or user_id == UNKNOWN_USER else user_id
+    """The Measurement's user index: None when the record has no user field; 0xFF ("unknown
+    user", e.g. a guest on a shared scale) is kept as it is, so that the hub can tell it from a
+    single-user device's record and never attribute it to a patient."""
+    return user_id

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge.ble.transport import BleTransport, TransportError
@@ -78,6 +79,9 @@ async def run_agent(
     uplink = Uplink(config, outbox, state)
     env = SessionEnv(config, outbox, state, lookup or default_lookup(), on_new=uplink.wake)
     me = AgentParts(outbox, state, uplink, env)
+    set_overflow = getattr(transport, "set_overflow", None)
+    if set_overflow is not None:
+        set_overflow(_overflow_sink(outbox, state))
     if parts is not None:
         parts.append(me)
     tasks: list[asyncio.Task[None]] = [asyncio.create_task(uplink.run(stop), name="uplink")]
@@ -105,6 +109,23 @@ async def run_agent(
                 log.error("task %s failed", t.get_name(), exc_info=t.exception())
         outbox.close()
         log.info("agent stopped")
+
+
+def _overflow_sink(outbox: Outbox, state: HubState) -> Callable[[str, str, bytes], None]:
+    """Keep a BLE notification the transport's queue had no room for: it is already confirmed
+    to the device, so it goes straight into the outbox database (dead letters, raw bytes, for
+    review) and is counted in the hub status (``ble.notifications_kept``), never dropped."""
+
+    def sink(address: str, characteristic: str, data: bytes) -> None:
+        outbox.dead_letter(
+            data,
+            "BLE notification queue full: confirmed record kept undecoded for review",
+            device=address,
+            source=characteristic,
+        )
+        state.count("ble.notifications_kept")
+
+    return sink
 
 
 async def _serial(

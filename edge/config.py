@@ -52,6 +52,10 @@ _ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
 _USB = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
 
 
+#: Bluetooth SIG profiles' "unknown user" User ID: never attributed to a patient.
+UNKNOWN_DEVICE_USER = 0xFF
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key."""
 
@@ -159,8 +163,10 @@ class DeviceBinding(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         if self.usb is not None and not _USB.match(self.usb.lower()):
             raise ValueError(f"usb: {self.usb!r} is not vid:pid in hex (10c4:ea60)")
         for uid in self.users:
-            if not uid.isdigit() or not 0 <= int(uid) <= 255:
-                raise ValueError(f"users: key {uid!r} is not a device user id (0..255)")
+            if not uid.isdigit() or not 0 <= int(uid) < UNKNOWN_DEVICE_USER:
+                raise ValueError(
+                    f"users: key {uid!r} is not a device user id (0..254; 255 is 'unknown user')"
+                )
         if self.patient is None and not self.users:
             raise ValueError("patient: required unless users maps device users to patients")
 
@@ -188,7 +194,12 @@ class DeviceBinding(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         return int(vid, 16), int(pid, 16)
 
     def patient_for(self, user_id: int | None) -> str | None:
-        """The patient a record belongs to, or None (not forwarded: unmapped user)."""
+        """The patient a record belongs to, or None (not forwarded: unmapped or unknown user).
+
+        A record with the "unknown user" id (0xFF: a guest, or a user the device did not
+        recognise) belongs to nobody, whatever the binding's default patient."""
+        if user_id == UNKNOWN_DEVICE_USER:
+            return None
         if self.users:
             if user_id is None:
                 return self.patient

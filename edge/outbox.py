@@ -23,7 +23,9 @@ the cost; the hub has a handful of devices at <= 1 reading/s each).
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +71,40 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 _DROPPED = "outbox.dropped_continuous"
 
 
+class OutboxPermissionError(Exception):
+    """The outbox's directory is readable by others and cannot safely be tightened."""
+
+
+def _private_dir(directory: Path) -> None:
+    """Make ``directory`` exist with mode 0700 (patient readings live in it)."""
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+        return
+    st = directory.stat()
+    if st.st_mode & 0o077 == 0:
+        return
+    if st.st_uid != os.geteuid() or st.st_mode & stat.S_ISVTX:
+        raise OutboxPermissionError(
+            f"outbox directory {directory} is accessible to other users and is not ours to "
+            "tighten (shared or sticky); put the outbox in a private directory"
+        )
+    log.warning("outbox directory %s was mode %o; tightened to 0700", directory, st.st_mode & 0o777)
+    os.chmod(directory, 0o700)
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` as 0600 before SQLite opens it (its -wal/-shm files copy this mode)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.exists() and side.stat().st_mode & 0o077:
+            os.chmod(side, 0o600)
+
+
 class OutboxFull(Exception):
     """The hard limit is reached: a spot reading cannot be stored (the device must keep it)."""
 
@@ -105,7 +141,8 @@ class Outbox:
         soft_fraction: float = 0.8,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private_dir(self.path.parent)
+        _private_file(self.path)
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.soft_rows = int(max_rows * soft_fraction)

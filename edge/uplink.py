@@ -79,7 +79,9 @@ class Uplink:
                 protocol=m.protocol,
                 keepalive=m.keepalive,
             )
-        self.client_id = f"telehub-edge-{config.hub_id}"
+        # The client id is the hub id: the broker binds it to the hub's identity (dynamic
+        # security for passwords; use_username_as_clientid with the certificate's CN).
+        self.client_id = config.hub_id
         self.hub = config.hub_id
         lim = config.limits
         self._window = lim.in_flight_messages

@@ -34,7 +34,16 @@ def _run_until_signal(coro_factory: object) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        result: int = await coro_factory(stop)  # type: ignore[operator]
+        from telehub import sdnotify
+
+        dog = asyncio.create_task(sdnotify.feed_watchdog(stop), name="watchdog")
+        sdnotify.notify("READY=1")
+        try:
+            result: int = await coro_factory(stop)  # type: ignore[operator]
+        finally:
+            sdnotify.notify("STOPPING=1")
+            stop.set()
+            await asyncio.wait_for(dog, 5)
         return result
 
     return asyncio.run(runner())
@@ -122,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("fleet", nargs="?", help="fleet file (TOML) for `seed`")
     db.add_argument("--database-url", default=os.environ.get("TELEHUB_DATABASE_URL"))
     db.set_defaults(func=_cmd_db)
+
+    from telehub import hub_commands
+
+    hub_commands.register(sub)
 
     sub.add_parser(
         "decode",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from edge.ble.transport import Advertisement, NotifyHandler, TransportError, normalize_uuid
@@ -33,6 +33,9 @@ from edge.ble.transport import Advertisement, NotifyHandler, TransportError, nor
 log = logging.getLogger(__name__)
 
 NOTIFY_QUEUE = 1024
+
+#: ``sink(address, characteristic, data)``: keep a notification the queue had no room for.
+OverflowSink = Callable[[str, str, bytes], None]
 DISCONNECT_TIMEOUT = 10.0
 
 
@@ -65,6 +68,11 @@ class BleakTransport:
         self._errors = _bleak_errors()
         self._errors_or_timeout: tuple[type[BaseException], ...] = (TimeoutError, *self._errors)
         self.handler_failures = 0
+        #: Where a notification goes when the queue is full: BlueZ has already confirmed it to
+        #: the device (which deletes it), so it must be kept, durably. Set by the agent
+        #: (``set_overflow``) to a synchronous write to the outbox; None: counted and dropped.
+        self.overflow: OverflowSink | None = None
+        self.spilled_notifications = 0
         self._devices: dict[str, Any] = {}  # address -> BLEDevice from the last scan
 
     async def scan(self, timeout: float) -> Sequence[Advertisement]:
@@ -90,6 +98,9 @@ class BleakTransport:
                 )
             )
         return out
+
+    def set_overflow(self, sink: OverflowSink) -> None:
+        self.overflow = sink
 
     def link(self, address: str) -> BleakLink:
         a = address.upper()
@@ -201,8 +212,7 @@ class BleakLink:
             try:
                 self._queue.put_nowait((key, bytes(data)))
             except asyncio.QueueFull:
-                self.dropped_notifications += 1
-                log.error("%s: notification queue full; record of %s dropped", self._address, key)
+                self._overflow(key, bytes(data))
 
         self._handlers[key] = handler
         try:
@@ -212,6 +222,20 @@ class BleakLink:
             raise TransportError(f"{self._address}: start_notify {char_uuid}: {exc}") from exc
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"ble-notify:{self._address}")
+
+    def _overflow(self, key: str, data: bytes) -> None:
+        sink = self._t.overflow
+        if sink is not None:
+            try:
+                sink(self._address, key, data)
+            except Exception as exc:  # noqa: BLE001 - any failure to keep it is a loss, counted
+                log.error("%s: overflow record could not be kept (%s)", self._address, exc)
+            else:
+                self._t.spilled_notifications += 1
+                log.warning("%s: notification queue full; record of %s kept", self._address, key)
+                return
+        self.dropped_notifications += 1
+        log.error("%s: notification queue full; record of %s dropped", self._address, key)
 
     async def _work(self) -> None:
         """Run the handlers one at a time in arrival order, across characteristics (a RACP

@@ -6,7 +6,8 @@
   bytes are kept in the outbox database's local dead-letter table for support;
 * kinds that are not clinical readings (intermediate, control solution, device state) are counted
   and not forwarded; a battery level goes into the hub status;
-* records of a shared device's unmapped user are counted and not forwarded;
+* records of a shared device's unmapped or unknown (0xFF) user are kept for review (dead letters),
+  counted in the hub status and never forwarded;
 * continuous samples are downsampled to at most one record per second per device (the first
   record of each wall-clock second of the hub's receive time is kept, the rest are counted as
   ``records.downsampled``): the gateway stores and alerts on 1 Hz oximetry, a 75 Hz serial stream
@@ -30,7 +31,7 @@ from drivers.driver import Driver, Framer
 from drivers.errors import DecodeError
 from drivers.observation import Kind, Measurement
 from edge.clock import HubClockCache
-from edge.config import DeviceBinding, HubConfig
+from edge.config import UNKNOWN_DEVICE_USER, DeviceBinding, HubConfig
 from edge.outbox import Outbox, OutboxFull
 from edge.readings import RecordContext, to_readings
 from edge.status import HubState
@@ -136,10 +137,7 @@ class RecordSink:
             patient = self.binding.patient_for(m.user_id)
             ns = env.now_ns()
             if patient is None:
-                env.state.count("records.unmapped_user")
-                log.info(
-                    "%s: record of unmapped device user %s not forwarded", self.device, m.user_id
-                )
+                self._unattributed(m, raw)
             elif m.kind is Kind.CONTINUOUS and not self._keep_continuous(ns):
                 env.state.count("records.downsampled")
             else:
@@ -169,6 +167,21 @@ class RecordSink:
             if new:
                 env.on_new()
         return new
+
+    def _unattributed(self, m: Measurement, raw: bytes) -> None:
+        """A record that belongs to no known patient: kept for review, counted in the hub
+        status (``records.unknown_user`` / ``records.unmapped_user``), never forwarded."""
+        unknown = m.user_id == UNKNOWN_DEVICE_USER
+        self.env.state.count("records.unknown_user" if unknown else "records.unmapped_user")
+        reason = (
+            "unknown device user (0xFF): not attributed to any patient; kept for review"
+            if unknown
+            else f"device user {m.user_id} is not mapped to a patient; kept for review"
+        )
+        log.info("%s: record of an unattributed device user kept for review", self.device)
+        self.env.outbox.dead_letter(
+            raw, reason, device=self.device, source=m.source, field="user id"
+        )
 
     def _keep_continuous(self, ns: int) -> bool:
         second = ns // 1_000_000_000

@@ -1,34 +1,30 @@
-"""The shipped Mosquitto ACL and per-hub credentials, on a real private broker."""
+"""The shipped Mosquitto access control and per-hub credentials, on a real private broker."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.deploy.broker_kit import make_kit
 from wire import contract
 from wire.mqtt import MqttClient, MqttError, MqttSettings
-
-ACL = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "telehub.acl"
-USERS = {"hub-a": "secret-a", "hub-b": "secret-b", "telehub-ingester": "secret-i"}
 
 pytestmark = pytest.mark.integration
 
 
+@dataclass(frozen=True)
+class _Broker:
+    url: str
+
+
 @pytest.fixture
-def secured_broker(mosquitto, tmp_path: Path):  # type: ignore[no-untyped-def]
-    passwd = tmp_path / "passwd"
-    tool = shutil.which("mosquitto_passwd")
-    if tool is None:
-        pytest.fail("mosquitto_passwd (package mosquitto) is needed for the credential tests")
-    for i, (user, pw) in enumerate(USERS.items()):
-        flags = ["-c"] if i == 0 else []
-        subprocess.run([tool, *flags, "-b", str(passwd), user, pw], check=True)
-    config = f"allow_anonymous false\npassword_file {passwd}\nacl_file {ACL}\n"
-    return mosquitto(config)
+def secured_broker(mosquitto, tmp_path: Path) -> _Broker:  # type: ignore[no-untyped-def]
+    """The shipped deploy/mosquitto/telehub.conf (dynamic security), password listener."""
+    kit, _ = make_kit(mosquitto, tmp_path)
+    return _Broker(f"mqtt://127.0.0.1:{kit.central_port}")
 
 
 def _settings(url: str, user: str, password: str) -> MqttSettings:
@@ -56,10 +52,11 @@ async def test_hub_publishes_only_on_its_own_topics(secured_broker) -> None:  # 
 async def test_hub_cannot_read_another_hubs_receipts(secured_broker) -> None:  # type: ignore[no-untyped-def]
     url = secured_broker.url
     async with MqttClient(_settings(url, "hub-a", "secret-a"), "hub-a") as hub_a:
-        # Mosquitto grants the SUBSCRIBE but the ACL is applied to every delivery.
+        # Dynamic security refuses the SUBSCRIBE (0x87) and filters every delivery as well.
         await hub_a.subscribe(contract.receipts_topic("hub-a"))
-        await hub_a.subscribe(contract.receipts_topic("hub-b"))
-        await hub_a.subscribe(contract.READINGS_FILTER)
+        for foreign in (contract.receipts_topic("hub-b"), contract.READINGS_FILTER):
+            with pytest.raises(MqttError, match="refused"):
+                await hub_a.subscribe(foreign)
         ingester = MqttClient(_settings(url, "telehub-ingester", "secret-i"), "ing")
         async with ingester:
             await ingester.publish(contract.receipts_topic("hub-b"), b"for b")

@@ -191,7 +191,7 @@ def test_user_unknown_and_rfu_flags_and_trailing_octets() -> None:
             source="2a35",
             raw=data,
             observations=bp_obs(q("120", MMHG), q("80", MMHG), q("90", MMHG)),
-            user_id=None,
+            user_id=0xFF,  # unknown user: kept, never attributed by the hub
             flags=("trailing-octets:2",),
         ),
     )

@@ -105,7 +105,7 @@ def test_observation_helper_and_user() -> None:
             ("a",),
         )
     )
-    assert (user(None), user(0xFF), user(0), user(254)) == (None, None, 0, 254)
+    assert (user(None), user(0xFF), user(0), user(254)) == (None, 0xFF, 0, 254)
     assert codes.loinc(12345) == ()
     assert codes.mdc(codes.PART_SCADA, 18949) == codes.MDC_PRESS_BLD_NONINV_SYS
 

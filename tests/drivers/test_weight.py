@@ -137,7 +137,7 @@ def test_measurement_unsuccessful_with_user_and_time() -> None:
             raw=data,
             observations=(weight(q(Special.UNSUCCESSFUL, KG), q(Special.UNSUCCESSFUL, LB)),),
             timestamp=DeviceTime(2024, 5, 17, 7, 8, 10),
-            user_id=None,  # 0xFF: unknown user
+            user_id=0xFF,  # unknown user: kept, never attributed by the hub
         ),
     )
     same(

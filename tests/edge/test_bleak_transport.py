@@ -263,3 +263,42 @@ async def test_peripheral_disconnect_ends_wait() -> None:
     assert client.cb is not None
     client.cb(client)  # BlueZ reports the link gone
     await asyncio.wait_for(waiter, 1)
+
+
+async def test_full_notification_queue_keeps_every_confirmed_record(tmp_path: Any) -> None:
+    """BlueZ confirms indications before our handler runs: an overflow must be kept, durably."""
+    from edge.agent import _overflow_sink
+    from edge.ble.bleak_transport import NOTIFY_QUEUE
+    from edge.outbox import Outbox
+    from edge.status import HubState
+
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    state = HubState()
+    t = transport()
+    t.set_overflow(_overflow_sink(outbox, state))
+    link = t.link("AA:BB:CC:DD:EE:05")
+    await link.connect(1.0)
+    client = FakeClient.instances[0]
+    release = asyncio.Event()
+    handled: list[bytes] = []
+
+    async def slow(data: bytes) -> None:
+        await release.wait()  # a stuck consumer (e.g. a slow SD card)
+        handled.append(data)
+
+    await link.start_notify(HR, slow)
+    total = NOTIFY_QUEUE + 50
+    for i in range(total):
+        client.callbacks[HR](None, bytearray(i.to_bytes(2, "big")))
+    release.set()
+    async with asyncio.timeout(5):
+        while len(handled) < total - 50 - 1:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    kept = [d.raw for d in outbox.dead_letters()]
+    assert len(handled) + len(kept) == total
+    assert sorted(handled + kept) == [i.to_bytes(2, "big") for i in range(total)]
+    assert state.counters["ble.notifications_kept"] == len(kept) > 0
+    assert link.dropped_notifications == 0  # type: ignore[attr-defined]
+    await link.disconnect()
+    outbox.close()

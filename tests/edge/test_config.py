@@ -149,7 +149,8 @@ def _base() -> dict[str, object]:
         ),
         (
             lambda d: d["devices"][1]["users"].update({"x": "p"}),
-            "config: $.devices[1]: users: key 'x' is not a device user id (0..255)",
+            "config: $.devices[1]: users: key 'x' is not a device user id "
+            "(0..254; 255 is 'unknown user')",
         ),
         (
             lambda d: d["limits"].update(batch_size="10"),

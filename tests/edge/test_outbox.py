@@ -211,3 +211,33 @@ def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
     assert {k for k in keys if not k.endswith("b")} == {k[:-1] for k in keys if k.endswith("b")}
     assert box.stats().pending == len(keys)
     box.close()
+
+
+def test_outbox_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from edge.outbox import Outbox, OutboxPermissionError
+
+    old = os.umask(0o022)
+    try:
+        ob = Outbox(tmp_path / "state" / "outbox.sqlite")
+        ob.close()
+        # A loose pre-existing file and directory of ours are tightened on open.
+        os.chmod(tmp_path / "state", 0o755)
+        os.chmod(tmp_path / "state" / "outbox.sqlite", 0o644)
+        ob = Outbox(tmp_path / "state" / "outbox.sqlite")
+        files = sorted((tmp_path / "state").iterdir())
+        assert {f.name for f in files} >= {"outbox.sqlite", "outbox.sqlite-wal"}
+        for f in files:
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+        assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+        ob.close()
+        # A shared sticky directory (like /tmp) is refused, not chmod-ed.
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        os.chmod(shared, 0o1777)
+        with pytest.raises(OutboxPermissionError, match="private directory"):
+            Outbox(shared / "outbox.sqlite")
+    finally:
+        os.umask(old)

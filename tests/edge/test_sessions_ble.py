@@ -217,6 +217,32 @@ async def test_shared_device_maps_users_and_counts_unmapped(tmp_path: Path) -> N
     assert len(stored(env.outbox)) == 4
     assert env.state.counters["records.unmapped_user"] == 1
     assert user2.unsent == ()  # delivered to the hub, deliberately not forwarded
+    [dl] = env.outbox.dead_letters()
+    assert "user 3 is not mapped" in dl.reason
+
+
+@pytest.mark.parametrize(
+    "binding",
+    [
+        DeviceBinding(address=ADDR, patient="patient-a"),  # a single-user binding
+        DeviceBinding(address=ADDR, users={"1": "patient-b"}, patient="patient-a"),
+    ],
+)
+async def test_unknown_user_record_is_never_attributed_but_kept(
+    tmp_path: Path, binding: DeviceBinding
+) -> None:
+    radio = SimulatedRadio()
+    guest = BloodPressureMonitor(ADDR, Physiology(Profile.NORMAL, 1), user_id=0xFF)
+    r = guest.take_reading()
+    radio.add(guest)
+    env = make_env(tmp_path, binding)
+    await session(env, binding, radio)
+    assert stored(env.outbox) == []
+    assert env.state.counters["records.unknown_user"] == 1
+    [dl] = env.outbox.dead_letters()
+    assert (dl.device, dl.source, dl.raw) == (ADDR, "2a35", r.data)
+    assert "unknown device user (0xFF)" in dl.reason
+    assert guest.unsent == ()  # confirmed to the device: kept on the hub, not lost
 
 
 async def test_plx_clock_not_set_and_continuous_downsampling(tmp_path: Path) -> None:

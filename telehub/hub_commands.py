@@ -1,0 +1,124 @@
+"""``telehub ca|hub|broker`` commands: the fleet CA, hub enrolment and revocation, broker users.
+
+On the hub:      telehub hub csr --hub-id hub-0001 --dir /var/lib/telehub/identity
+At the operator: telehub hub enrol --ca /srv/telehub/ca --csr hub.csr --hub-id hub-0001 \\
+                   --org esbjerg --dynsec /etc/mosquitto/telehub-dynsec.json \\
+                   --fleet fleet.toml --out hub-0001.crt
+Revocation:      telehub hub revoke --ca /srv/telehub/ca --cert old.crt   (then SIGHUP mosquitto)
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from edge.identity import IdentityError, generate_key_and_csr
+from telehub.fleetca import DynSec, EnrolError, FleetCA, add_fleet_hub
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _fail(msg: str) -> int:
+    sys.stderr.write(f"telehub: {msg}\n")
+    return 2
+
+
+def _ca_init(args: argparse.Namespace) -> int:
+    ca = FleetCA.create(Path(args.directory))
+    _say(f"fleet CA in {args.directory}: cafile {ca.cert_path}, crlfile {ca.crl_path}")
+    return 0
+
+
+def _hub_csr(args: argparse.Namespace) -> int:
+    files = generate_key_and_csr(args.hub_id, Path(args.dir))
+    _say(f"key {files.key} (stays on this hub), CSR {files.csr} (send to the operator)")
+    return 0
+
+
+def _hub_enrol(args: argparse.Namespace) -> int:
+    ca = FleetCA(Path(args.ca))
+    cert = ca.sign(Path(args.csr).read_bytes(), args.hub_id, days=args.days)
+    if args.dynsec:
+        DynSec(Path(args.dynsec)).add_hub(args.hub_id)
+    if args.fleet:
+        add_fleet_hub(Path(args.fleet), args.hub_id, args.org)
+    Path(args.out).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _say(f"{args.hub_id}: certificate {args.out} (serial {cert.serial_number:x})")
+    return 0
+
+
+def _hub_revoke(args: argparse.Namespace) -> int:
+    ca = FleetCA(Path(args.ca))
+    cert = x509.load_pem_x509_certificate(Path(args.cert).read_bytes())
+    ca.revoke(cert)
+    if args.remove_hub:
+        if not args.dynsec:
+            return _fail("--remove-hub needs --dynsec")
+        (cn,) = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        DynSec(Path(args.dynsec)).remove_hub(str(cn.value))
+    _say(f"revoked serial {cert.serial_number:x}; CRL {ca.crl_path} (copy it, SIGHUP mosquitto)")
+    return 0
+
+
+def _broker_add_ingester(args: argparse.Namespace) -> int:
+    password = (
+        Path(args.password_file).read_text().strip()
+        if args.password_file
+        else getpass.getpass(f"password for {args.username}: ")
+    )
+    DynSec(Path(args.dynsec)).add_ingester(args.username, password, group=args.group)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        rc: int = args.identity_func(args)
+    except (EnrolError, IdentityError, OSError) as e:
+        return _fail(str(e))
+    return rc
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ca = sub.add_parser("ca", help="the fleet's hub-issuing CA")
+    ca.add_argument("action", choices=["init"])
+    ca.add_argument("directory")
+    ca.set_defaults(func=_run, identity_func=_ca_init)
+
+    hub = sub.add_parser("hub", help="hub identity: csr (on the hub), enrol, revoke")
+    hs = hub.add_subparsers(dest="hub_command", required=True)
+    c = hs.add_parser("csr", help="on the hub: generate its key (0600) and a CSR")
+    c.add_argument("--hub-id", required=True)
+    c.add_argument("--dir", required=True)
+    c.set_defaults(func=_run, identity_func=_hub_csr)
+    e = hs.add_parser("enrol", help="sign a hub's CSR, add its broker access and fleet entry")
+    e.add_argument("--ca", required=True)
+    e.add_argument("--csr", required=True)
+    e.add_argument("--hub-id", required=True)
+    e.add_argument("--org", required=True)
+    e.add_argument("--dynsec", help="Mosquitto dynamic-security JSON to add the hub to")
+    e.add_argument("--fleet", help="fleet TOML to add the [[hubs]] entry to")
+    e.add_argument("--days", type=int, default=60)
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=_run, identity_func=_hub_enrol)
+    r = hs.add_parser("revoke", help="put a certificate on the CRL")
+    r.add_argument("--ca", required=True)
+    r.add_argument("--cert", required=True)
+    r.add_argument("--dynsec")
+    r.add_argument("--remove-hub", action="store_true", help="also remove its broker access")
+    r.set_defaults(func=_run, identity_func=_hub_revoke)
+
+    b = sub.add_parser("broker", help="broker users (dynamic-security JSON)")
+    bs = b.add_subparsers(dest="broker_command", required=True)
+    i = bs.add_parser("add-ingester")
+    i.add_argument("--dynsec", required=True)
+    i.add_argument("--username", default="telehub-ingester")
+    i.add_argument("--password-file")
+    i.add_argument("--group", default="telehub")
+    i.set_defaults(func=_run, identity_func=_broker_add_ingester)
