@@ -31,11 +31,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
 
+from gateway.alerting import store as clinical
 from gateway.db.schema import READINGS_INSERT_COLUMNS
 from gateway.ingest.alerting import AlertOutcome, raise_alerts
 from gateway.ingest.model import DeadLetter, NormalizedReading, Reject
@@ -252,4 +253,5 @@ async def _write(
             else [r for r in batch.readings if (r.key, r.time) in inserted]
         )
         alerts = await raise_alerts(conn, fresh)
+        await clinical.evaluate_batch(conn, fresh, datetime.now(UTC))
     return WriteResult(inserted, tuple(dead), applied, alerts, careful), seen

@@ -19,6 +19,9 @@ from gateway.db.schema import (
 TABLES = {
     "orgs", "api_tokens", "patients", "patient_access", "hubs", "devices", "readings",
     "dead_letters", "rules", "alerts", "webhooks", "alert_deliveries", "schema_migrations",
+    # migration 10: clinical alerting
+    "alert_rule_versions", "clinical_alerts", "alert_occurrences", "alert_event",
+    "patient_suppressions",
 }  # fmt: skip
 
 
