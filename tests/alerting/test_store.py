@@ -125,3 +125,43 @@ async def test_rule_versions_are_immutable(fresh_db: str) -> None:
         assert again == []
     with psycopg.connect(fresh_db) as conn, pytest.raises(psycopg.errors.RaiseException):
         conn.execute("UPDATE alert_rule_versions SET enabled = true")
+
+
+FLEET_TOML = """
+[[orgs]]
+id = "rh"
+name = "Hospital"
+kind = "hospital"
+
+[[patients]]
+id = "p9"
+orgs = ["rh"]
+timezone = "America/New_York"
+programmes = ["copd", "diabetes"]
+programmes_from = 2026-01-01T00:00:00Z
+"""
+
+
+async def test_fleet_file_activates_programmes_once(fresh_db: str) -> None:
+    from gateway.db import migrate
+    from gateway.fleet import Fleet, FleetError, apply_fleet
+
+    migrate(fresh_db)
+    fleet = Fleet.from_toml(FLEET_TOML)
+    with psycopg.connect(fresh_db) as conn:
+        apply_fleet(conn, fleet)
+        apply_fleet(conn, fleet)  # idempotent: no second version 1
+        rows = conn.execute(
+            "SELECT rule_code, version, programme, author FROM alert_rule_versions "
+            "ORDER BY rule_code"
+        ).fetchall()
+        tz = conn.execute("SELECT timezone FROM patients WHERE patient_id = 'p9'").fetchone()
+    assert rows == [
+        ("G", 1, "diabetes", "fleet"), ("G5", 1, "diabetes", "fleet"), ("P", 1, "copd", "fleet"),
+        ("S1", 1, "copd", "fleet"), ("S4", 1, "copd", "fleet"), ("T1", 1, "copd", "fleet"),
+    ]  # fmt: skip
+    assert tz == ("America/New_York",)
+    with pytest.raises(FleetError, match="time zone"):
+        Fleet.from_toml(FLEET_TOML.replace("America/New_York", "Mars/Olympus"))
+    with pytest.raises(FleetError):
+        Fleet.from_toml(FLEET_TOML.replace('"copd"', '"astrology"'))
