@@ -20,7 +20,7 @@ from importlib import resources
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from gateway.api import routes_clinical, routes_ops, sse
+from gateway.api import routes_clinical, routes_ops, routes_worklist, sse
 from gateway.api.context import ApiContext, IngesterStats
 from gateway.api.errors import install_error_handlers
 from gateway.notify.pool import make_pool
@@ -123,6 +123,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(routes_ops.health_router)
     app.include_router(routes_clinical.router)
+    app.include_router(routes_worklist.router)
     app.include_router(sse.router)  # before any /alerts/{id} route could shadow it
     app.include_router(routes_ops.router)
 
