@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     except env.BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    print(report.table(result))
+    print(report.programme_table(result) if args.alerting_only else report.table(result))
     if args.json:
         report.write_json(result, args.json)
         print(f"\nfigures written to {args.json}")

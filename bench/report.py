@@ -69,6 +69,22 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def programme_table(r: dict[str, Any]) -> str:
+    """Ingest without and with every patient on a programme's default rules."""
+    p = r["programme"]
+    lines = [f"programme {p['programme']}: readings/s without -> with, ratio (target >= 0.9)"]
+    for n in (10, 1):
+        key = f"per_message_{n}"
+        lines.append(
+            f"  {n:>2}/msg: {p['no_programme'][key]['readings_per_s']:.0f} -> "
+            f"{p['copd'][key]['readings_per_s']:.0f}  ratio {p[f'ratio_{n}']}"
+        )
+    lat = p["copd"]["latency_1000"]["publish_to_alert"]
+    lines.append(f"  p99 publish->alert at 1000/s (legacy alert): {lat['p99_ms']} ms")
+    lines.append(f"  clinical alerts raised: {p['copd']['clinical_alerts']}")
+    return "\n".join(lines)
+
+
 def _n(v: Any, digits: int = 0) -> str:
     if v is None:
         return "-"

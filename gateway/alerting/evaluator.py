@@ -195,9 +195,20 @@ class Evaluator:
                 if v.rule_id not in ids:
                     ids.append(v.rule_id)
 
-    def evaluate(self, readings: Iterable[Observation], new_keys: Iterable[str]) -> Result:
+    def evaluate(
+        self,
+        readings: Iterable[Observation],
+        new_keys: Iterable[str],
+        delta_keys: Iterable[str] | None = None,
+    ) -> Result:
         """Findings for the readings keyed ``new_keys``; ``readings`` is the patient's window
-        (all readings the rules may need, the new ones included). Duplicated keys count once."""
+        (all readings the rules may need, the new ones included). Duplicated keys count once.
+
+        ``delta_keys`` (default: all new keys) are the new readings that may change a daily
+        value; the store passes only the first valid readings of their local day (for
+        ``first`` daily values nothing else can change a delta finding), so that a batch of
+        readings that are not a day's first needs no window of history."""
+        delta_only = None if delta_keys is None else frozenset(delta_keys)
         window: dict[str, Observation] = {}
         for o in readings:
             if o.patient_id == self.patient_id:
@@ -223,7 +234,9 @@ class Evaluator:
                     elif c is not None:
                         clears.append(c)
                 elif rule.kind is RuleKind.DELTA and g is Gate.VALID:
-                    if gating.TIME_FAULT not in obs.flags:
+                    if gating.TIME_FAULT not in obs.flags and (
+                        delta_only is None or obs.key in delta_only
+                    ):
                         delta_days.setdefault(rule_id, set()).add(
                             local_day(obs.effective_at, self.tz)
                         )

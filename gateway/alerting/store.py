@@ -33,14 +33,16 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from gateway.alerting import codec
+from gateway.alerting import codec, gating
 from gateway.alerting.evaluator import Clear, Evaluator
 from gateway.alerting.model import (
     AlertEventType,
     AlertLevel,
     AlertState,
+    DailyValue,
     DeltaParams,
     Finding,
+    Gate,
     Observation,
     RuleVersion,
     ThresholdParams,
@@ -119,12 +121,40 @@ async def load_versions(
     return out
 
 
-def _lookback(versions: Sequence[RuleVersion]) -> timedelta | None:
+#: Flags that keep a reading from being a day's valid value (anything but ``Gate.VALID``).
+_NOT_VALID_FLAGS: Final = sorted(
+    gating.NEVER_FLAGS | gating.REPEAT_FLAGS | gating.EXCLUDE_FLAGS | gating.NO_WINDOW_FLAGS
+    | {gating.RESULT_TOO_HIGH, gating.RESULT_TOO_LOW}
+)  # fmt: skip
+
+#: Which candidate readings are the first valid reading of their patient-local day (the batch
+#: is already inserted, so earlier readings of the same batch count too).
+_DAY_FIRST = """
+SELECT n.key FROM unnest(%s::text[], %s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+                         %s::text[]) AS n(patient_id, mdc, unit, day_start, t, key)
+WHERE NOT EXISTS (
+    SELECT 1 FROM readings r
+    WHERE r.patient_id = n.patient_id AND r.mdc = n.mdc AND r.unit = n.unit
+      AND r.time >= n.day_start AND r.time <= n.t AND (r.time, r.key) < (n.t, n.key)
+      AND r.kind IN ('spot', 'continuous') AND r.value IS NOT NULL AND r.special IS NULL
+      AND NOT r.flags && %s::text[])
+"""
+
+
+def _first_only(versions: Sequence[RuleVersion]) -> bool:
+    return all(
+        v.params.daily_value is DailyValue.FIRST
+        for v in versions
+        if isinstance(v.params, DeltaParams)
+    )
+
+
+def _lookback(versions: Sequence[RuleVersion], *, delta: bool = True) -> timedelta | None:
     """How far before the earliest new reading the window must reach (None: no window needed)."""
     back: timedelta | None = None
     for v in versions:
         need: timedelta | None = None
-        if isinstance(v.params, DeltaParams):
+        if isinstance(v.params, DeltaParams) and delta:
             need = timedelta(days=v.params.days + 2)  # local days, DST and midnight slack
         elif isinstance(v.params, ThresholdParams) and v.params.confirm is not None:
             need = v.params.confirm.max_gap
@@ -147,11 +177,14 @@ async def evaluate_batch(
     for r in inserted:
         if r.patient_id in rules:
             by_patient[r.patient_id].append(_observation(r))
-    # one window query for the whole batch, only if some rule needs history
-    windowed = [p for p in by_patient if _lookback(rules[p][1]) is not None]
+    delta_keys = await _day_firsts(conn, rules, by_patient)
+    # one window query for the whole batch, only if some rule needs history: a delta rule only
+    # when a new reading is the first valid one of its local day
+    need = {p: _lookback(rules[p][1], delta=p in delta_keys) for p in by_patient}
+    windowed = [p for p, b in need.items() if b is not None]
     history: dict[str, list[Observation]] = defaultdict(list)
     if windowed:
-        back = max(b for p in windowed if (b := _lookback(rules[p][1])) is not None)
+        back = max(b for b in need.values() if b is not None)
         lo = min(o.effective_at for p in windowed for o in by_patient[p]) - back
         metrics = sorted({m for p in windowed for v in rules[p][1] for m in v.metrics})
         cur = await conn.execute(_WINDOW, (windowed, metrics, lo))
@@ -167,7 +200,11 @@ async def evaluate_batch(
     for pid in sorted(by_patient):  # patient, then rule order: one lock order for all ingesters
         tz, versions = rules[pid]
         new = by_patient[pid]
-        result = Evaluator(pid, versions, tz).evaluate([*new, *history[pid]], [o.key for o in new])
+        result = Evaluator(pid, versions, tz).evaluate(
+            [*new, *history[pid]],
+            [o.key for o in new],
+            None if not _first_only(versions) else delta_keys.get(pid, set()),
+        )
         for f in result.findings:
             suppressed = any(s <= f.effective_at < e for s, e in suppressions[pid])
             applied.append(await apply_finding(conn, f, at, suppressed=suppressed))
@@ -175,6 +212,46 @@ async def evaluate_batch(
             if (a := await apply_clear(conn, c, at)) is not None:
                 applied.append(a)
     return applied
+
+
+async def _day_firsts(
+    conn: psycopg.AsyncConnection[Any],
+    rules: dict[str, tuple[ZoneInfo, list[RuleVersion]]],
+    by_patient: dict[str, list[Observation]],
+) -> dict[str, set[str]]:
+    """Per patient, the new readings that are the first valid reading of their local day for
+    a delta rule's metric (all its new delta-metric readings if a rule's daily value is not
+    ``first``). One query for the batch."""
+    cols: tuple[list[str], list[int], list[str], list[datetime], list[datetime], list[str]] = (
+        [], [], [], [], [], [],
+    )  # fmt: skip
+    out: dict[str, set[str]] = {}
+    for pid, new in by_patient.items():
+        tz, versions = rules[pid]
+        deltas = [v for v in versions if isinstance(v.params, DeltaParams)]
+        if not deltas:
+            continue
+        metrics = {m for v in deltas for m in v.metrics}
+        candidates = [o for o in new if o.mdc in metrics and gating.gate(o) is Gate.VALID]
+        if not _first_only(versions):
+            if candidates:
+                out[pid] = {o.key for o in candidates}
+            continue
+        for o in candidates:
+            local = o.effective_at.astimezone(tz)
+            start = datetime.combine(local.date(), datetime.min.time(), tz)
+            for col, v in zip(
+                cols, (pid, o.mdc, o.unit, start, o.effective_at, o.key), strict=True
+            ):
+                col.append(v)  # type: ignore[attr-defined]
+    if cols[0]:
+        cur = await conn.execute(_DAY_FIRST, (*cols, _NOT_VALID_FLAGS))
+        firsts = {r[0] for r in await cur.fetchall()}
+        for pid, new in by_patient.items():
+            keys = {o.key for o in new if o.key in firsts}
+            if keys:
+                out[pid] = keys
+    return out
 
 
 async def _event(
