@@ -107,6 +107,50 @@ def _observation(r: Any) -> Observation:
     )  # fmt: skip
 
 
+_SUMMARY = """
+SELECT v.patient_id, p.timezone, count(*)::int, max(v.created_at)
+FROM alert_rule_versions v
+JOIN patients p USING (patient_id) WHERE v.patient_id = ANY(%s) GROUP BY 1, 2
+"""
+
+#: (database, patient) -> ((timezone, number of versions, latest created_at), versions).
+#: Versions are immutable (a trigger refuses UPDATE) and only ever added, so a signature that
+#: matches the database means the cached versions are exactly the stored ones; a new version
+#: or zone changes it and the patient's versions are read again. Bounded: cleared when full.
+_CACHE: dict[
+    tuple[str, str], tuple[tuple[str, int, datetime], tuple[ZoneInfo, list[RuleVersion]]]
+] = {}
+_CACHE_MAX: Final = 100_000
+
+
+async def cached_versions(
+    conn: psycopg.AsyncConnection[Any], patients: Sequence[str]
+) -> dict[str, tuple[ZoneInfo, list[RuleVersion]]]:
+    """:func:`load_versions` through the process cache (one cheap query when nothing changed)."""
+    db = conn.info.dbname
+    cur = await conn.execute(_SUMMARY, (list(patients),))
+    summary = {pid: (tz, n, last) for pid, tz, n, last in await cur.fetchall()}
+    out: dict[str, tuple[ZoneInfo, list[RuleVersion]]] = {}
+    stale: list[str] = []
+    for p, sig in summary.items():
+        c = _CACHE.get((db, p))
+        if c is not None and c[0] == sig:
+            out[p] = c[1]
+        else:
+            stale.append(p)
+    if stale:
+        if len(_CACHE) + len(stale) > _CACHE_MAX:
+            _CACHE.clear()
+        fresh = await load_versions(conn, stale)
+        for p in stale:
+            if p not in fresh:
+                continue
+            out[p] = fresh[p]
+            if len(fresh[p][1]) == summary[p][1]:  # else a version was added in between
+                _CACHE[(db, p)] = (summary[p], fresh[p])
+    return out
+
+
 async def load_versions(
     conn: psycopg.AsyncConnection[Any], patients: Sequence[str]
 ) -> dict[str, tuple[ZoneInfo, list[RuleVersion]]]:
@@ -170,7 +214,7 @@ async def evaluate_batch(
     patients = sorted({r.patient_id for r in inserted})
     if not patients:
         return []
-    rules = await load_versions(conn, patients)
+    rules = await cached_versions(conn, patients)
     if not rules:
         return []
     by_patient: dict[str, list[Observation]] = defaultdict(list)
