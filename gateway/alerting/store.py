@@ -236,24 +236,43 @@ async def evaluate_batch(
             o = Observation(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
                             tuple(row[7]), row[8], row[9])  # fmt: skip
             history[o.patient_id].append(o)
-    cur = await conn.execute(_SUPPRESSED, (list(by_patient),))
-    suppressions: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
-    for pid, s, e in await cur.fetchall():
-        suppressions[pid].append((s, e))
-    applied: list[Applied] = []
+    results = []
     for pid in sorted(by_patient):  # patient, then rule order: one lock order for all ingesters
         tz, versions = rules[pid]
         new = by_patient[pid]
-        result = Evaluator(pid, versions, tz).evaluate(
-            [*new, *history[pid]],
-            [o.key for o in new],
-            None if not _first_only(versions) else delta_keys.get(pid, set()),
+        results.append(
+            Evaluator(pid, versions, tz).evaluate(
+                [*new, *history[pid]],
+                [o.key for o in new],
+                None if not _first_only(versions) else delta_keys.get(pid, set()),
+            )
         )
-        for f in result.findings:
-            suppressed = any(s <= f.effective_at < e for s, e in suppressions[pid])
+    findings = [f for r in results for f in r.findings]
+    # clears: the latest per (patient, rule), and only for rules with a live alert (one query)
+    latest: dict[tuple[str, str], Clear] = {}
+    for r in results:
+        for c in r.clears:
+            k = (c.patient_id, c.rule_id)
+            if k not in latest or c.effective_at > latest[k].effective_at:
+                latest[k] = c
+    applied: list[Applied] = []
+    if findings:
+        cur = await conn.execute(_SUPPRESSED, (sorted({f.patient_id for f in findings}),))
+        suppressions: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+        for pid, s, e in await cur.fetchall():
+            suppressions[pid].append((s, e))
+        for f in findings:
+            suppressed = any(s <= f.effective_at < e for s, e in suppressions[f.patient_id])
             applied.append(await apply_finding(conn, f, at, suppressed=suppressed))
-        for c in result.clears:
-            if (a := await apply_clear(conn, c, at)) is not None:
+    if latest:
+        cur = await conn.execute(
+            "SELECT patient_id, rule_code FROM clinical_alerts "
+            "WHERE state <> 'resolved' AND patient_id = ANY(%s) AND rule_code = ANY(%s)",
+            (sorted({k[0] for k in latest}), sorted({k[1] for k in latest})),
+        )
+        for pid, code in sorted(await cur.fetchall()):
+            clear = latest.get((pid, code))
+            if clear is not None and (a := await apply_clear(conn, clear, at)) is not None:
                 applied.append(a)
     return applied
 
