@@ -27,7 +27,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -300,12 +300,17 @@ async def _day_firsts(
             if candidates:
                 out[pid] = {o.key for o in candidates}
             continue
+        # only the earliest candidate of each (metric, unit, local day) can be the day's first
+        earliest: dict[tuple[int, str, date], Observation] = {}
         for o in candidates:
-            local = o.effective_at.astimezone(tz)
-            start = datetime.combine(local.date(), datetime.min.time(), tz)
-            for col, v in zip(
-                cols, (pid, o.mdc, o.unit, start, o.effective_at, o.key), strict=True
-            ):
+            g = (o.mdc, o.unit, o.effective_at.astimezone(tz).date())
+            e = earliest.get(g)
+            if e is None or (o.effective_at, o.key) < (e.effective_at, e.key):
+                earliest[g] = o
+        for (mdc, unit, day), o in earliest.items():
+            start = datetime.combine(day, datetime.min.time(), tz)
+            row = (pid, mdc, unit, start, o.effective_at, o.key)
+            for col, v in zip(cols, row, strict=True):
                 col.append(v)  # type: ignore[attr-defined]
     if cols[0]:
         cur = await conn.execute(_DAY_FIRST, (*cols, _NOT_VALID_FLAGS))
