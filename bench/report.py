@@ -26,6 +26,10 @@ FIGURES: Final = (
     "edge.idle.rss_mib", "edge.idle.cpu_percent",
     "edge.streaming.rss_mib", "edge.streaming.cpu_percent", "edge.streaming.readings_per_s",
     "edge.replay.readings_per_s", "edge.replay.x_live_rate",
+    "programme.no_programme.per_message_10.readings_per_s",
+    "programme.copd.per_message_10.readings_per_s",
+    "programme.ratio_10", "programme.ratio_1",
+    "programme.copd.latency_1000.publish_to_alert.p99_ms",
     "targets",
 )  # fmt: skip
 
@@ -66,6 +70,15 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "replay_x_live": t(
             replay, "replay >= 5x the live rate", None if replay is None else replay >= 5
         ),
+        **{
+            f"programme_ratio_{n}": t(
+                r["programme"][f"ratio_{n}"],
+                f">= 0.9 of ingest without a programme at {n} reading(s)/message",
+                r["programme"][f"ratio_{n}"] >= 0.9,
+            )
+            for n in (10, 1)
+            if "programme" in r
+        },
     }
 
 
