@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,13 @@ import psycopg
 
 from bench import edge, env, report
 from bench.ceiling import run_ceiling
-from bench.generate import fleet_for, households, make_workload, messages
+from bench.generate import Household, Message, fleet_for, households, make_workload, messages
 from bench.ingest import run_publishers_only, run_throughput
 from bench.latency import run_latency
 from bench.naive import run_naive
 from bench.profile import Profiler
+from gateway.alerting.templates import Programme
+from gateway.fleet import Fleet
 
 log = logging.getLogger("bench")
 
@@ -72,6 +75,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--uvloop", action="store_true", help="run the ingesters on uvloop")
     p.add_argument("--profile", type=Path, help="py-spy profiles of the ingester runs here")
     p.add_argument("--workdir", type=Path, help="keep broker logs etc. here")
+    p.add_argument(
+        "--alerting-only",
+        action="store_true",
+        help="only the ingest runs without and with every patient on the COPD programme",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -105,6 +113,46 @@ def _machine(dsn: str) -> dict[str, Any]:
     }
 
 
+def run_programme(
+    args: argparse.Namespace,
+    workdir: Path,
+    plain_fleet: Fleet,
+    homes: Sequence[Household],
+    per_message: dict[int, list[Message]],
+) -> dict[str, Any]:
+    """Ingest with no programme (the legacy SpO2 rule only), then with every patient on the
+    COPD programme's default rules (S1, S4, P, T1: thresholds, a delta with its window query, a
+    non-latching rule), in one run, on two databases that differ only in the programme; and
+    publish->alert latency with the programme."""
+    out: dict[str, Any] = {"programme": Programme.COPD.value}
+    latency_s = (TINY if args.tiny else QUICK if args.quick else FULL).latency_seconds
+    programme_fleet = fleet_for([*homes, *edge.households()], [Programme.COPD])
+    for name, fleet in (("no_programme", plain_fleet), ("copd", programme_fleet)):
+        with env.database(args.dsn, fleet) as dsn:
+            runs: dict[str, Any] = {}
+            for n in (10, 1):
+                label = f"alerting-{name}-{n}"
+                log.info("phase: %s (load %.2f)", label, os.getloadavg()[0])
+                res = run_throughput(
+                    workdir, dsn, per_message[n], publishers=args.publishers, label=label
+                )
+                runs[f"per_message_{n}"] = res.as_json()
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute("SELECT count(*) FROM clinical_alerts").fetchone()
+                runs["clinical_alerts"] = row[0] if row else 0
+            if name == "copd":
+                runs["latency_1000"] = run_latency(
+                    workdir, dsn, homes, rate=1000, seconds=latency_s, publishers=args.publishers
+                )
+            out[name] = runs
+    for n in (10, 1):
+        key = f"per_message_{n}"
+        out[f"ratio_{n}"] = round(
+            out["copd"][key]["readings_per_s"] / out["no_programme"][key]["readings_per_s"], 3
+        )
+    return out
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sizes = TINY if args.tiny else QUICK if args.quick else FULL
     if args.households or args.records:
@@ -124,6 +172,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     log.info("workload: %d readings in %.1f s", workload.total, time.monotonic() - t0)
     result: dict[str, Any] = {"sizes": dict(asdict(sizes), readings=workload.total)}
     fleet = fleet_for([*homes, *edge.households()])
+    if args.alerting_only:
+        result["programme"] = run_programme(args, workdir, fleet, homes, per_message)
+        result["seconds"] = round(time.monotonic() - t0, 1)
+        return result
     with env.database(args.dsn, fleet) as dsn:
         result["machine"] = _machine(dsn)
         result["machine"]["storage"] = env.storage_mode(dsn)
@@ -172,6 +224,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             stream=sizes.edge_stream,
             disconnect=sizes.edge_disconnect,
         )
+    result["programme"] = run_programme(args, workdir, fleet, homes, per_message)
     result["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
     t = result["telehub"]
     result["ratios"] = {
@@ -211,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     except env.BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    print(report.table(result))
+    if not args.alerting_only:
+        print(report.table(result))
+    print(report.programme_table(result))
     if args.json:
         report.write_json(result, args.json)
         print(f"\nfigures written to {args.json}")

@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 CONF = Path(__file__).with_name("mosquitto.conf")
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 #: Tables a phase writes; emptied before each phase so every phase starts from the same state.
-PHASE_TABLES = ("readings", "alerts", "alert_deliveries", "dead_letters")
+PHASE_TABLES = (
+    "readings", "alerts", "alert_deliveries", "dead_letters",
+    "alert_event", "alert_occurrences", "clinical_alerts",
+)  # fmt: skip
 
 
 class BenchError(RuntimeError):

@@ -27,8 +27,12 @@ from drivers import registry
 from drivers.observation import Measurement
 from drivers.pulse_oximeter import PlxContinuousRecord, SpO2PR
 from edge.readings import RecordContext, to_readings
+from gateway.alerting.templates import Programme
 from gateway.fleet import Device, Fleet, Hub, Org, Patient, Rule, Webhook
 from wire import contract
+
+#: when the benchmark's programmes take effect (before any generated reading)
+PROGRAMMES_FROM = datetime(2020, 1, 1, tzinfo=UTC)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ def households(n: int, prefix: str = "bench") -> tuple[Household, ...]:
     )
 
 
-def fleet_for(homes: Sequence[Household]) -> Fleet:
+def fleet_for(homes: Sequence[Household], programmes: Sequence[Programme] = ()) -> Fleet:
     """One hospital following every patient, a webhook (so that alerts create deliveries), each
     household's hub and device, and an SpO2 < 90 % rule per patient (every reading is evaluated).
     Patients and hubs shared by several households (devices) are declared once."""
@@ -94,7 +98,15 @@ def fleet_for(homes: Sequence[Household]) -> Fleet:
     hubs = list(dict.fromkeys(h.hub for h in homes))
     return Fleet(
         orgs=[Org(id="bench-hospital", name="Bench hospital", kind="hospital")],
-        patients=[Patient(id=p, orgs=["bench-hospital"]) for p in patients],
+        patients=[
+            Patient(
+                id=p,
+                orgs=["bench-hospital"],
+                programmes=list(programmes),
+                programmes_from=PROGRAMMES_FROM,
+            )
+            for p in patients
+        ],
         hubs=[Hub(id=h, org="bench-hospital") for h in hubs],
         devices=[
             Device(id=h.device, hub=h.hub, patient=h.patient, model="bench device") for h in homes

@@ -26,6 +26,10 @@ FIGURES: Final = (
     "edge.idle.rss_mib", "edge.idle.cpu_percent",
     "edge.streaming.rss_mib", "edge.streaming.cpu_percent", "edge.streaming.readings_per_s",
     "edge.replay.readings_per_s", "edge.replay.x_live_rate",
+    "programme.no_programme.per_message_10.readings_per_s",
+    "programme.copd.per_message_10.readings_per_s",
+    "programme.ratio_10", "programme.ratio_1",
+    "programme.copd.latency_1000.publish_to_alert.p99_ms",
     "targets",
 )  # fmt: skip
 
@@ -66,7 +70,32 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "replay_x_live": t(
             replay, "replay >= 5x the live rate", None if replay is None else replay >= 5
         ),
+        **{
+            f"programme_ratio_{n}": t(
+                r["programme"][f"ratio_{n}"],
+                f">= 0.9 of ingest without a programme at {n} reading(s)/message",
+                r["programme"][f"ratio_{n}"] >= 0.9,
+            )
+            for n in (10, 1)
+            if "programme" in r
+        },
     }
+
+
+def programme_table(r: dict[str, Any]) -> str:
+    """Ingest without and with every patient on a programme's default rules."""
+    p = r["programme"]
+    lines = [f"programme {p['programme']}: readings/s without -> with, ratio (target >= 0.9)"]
+    for n in (10, 1):
+        key = f"per_message_{n}"
+        lines.append(
+            f"  {n:>2}/msg: {p['no_programme'][key]['readings_per_s']:.0f} -> "
+            f"{p['copd'][key]['readings_per_s']:.0f}  ratio {p[f'ratio_{n}']}"
+        )
+    lat = p["copd"]["latency_1000"]["publish_to_alert"]
+    lines.append(f"  p99 publish->alert at 1000/s (legacy alert): {lat['p99_ms']} ms")
+    lines.append(f"  clinical alerts raised: {p['copd']['clinical_alerts']}")
+    return "\n".join(lines)
 
 
 def _n(v: Any, digits: int = 0) -> str:

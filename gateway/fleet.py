@@ -18,6 +18,9 @@ Example (``fleet.toml``)::
     id = "p-001"
     display_name = "Test Patient"
     orgs = ["rh"]                # the organisations that follow this patient
+    timezone = "Europe/Copenhagen"   # IANA zone of the patient's local days (the default)
+    programmes = ["heart_failure"]   # activates the programme's rule templates (docs/alerting.md)
+    programmes_from = 2026-01-01T00:00:00Z   # optional; default: when the file is first applied
 
     [[hubs]]
     id = "hub-001"               # also an MQTT topic segment: no '/', '+', '#'
@@ -55,11 +58,14 @@ lists are disabled, not deleted, because alerts refer to them; rules created els
 from __future__ import annotations
 
 import hashlib
+import json
 import tomllib
 from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from pydantic import (
@@ -75,6 +81,8 @@ from pydantic import (
 )
 
 from gateway import catalog
+from gateway.alerting import codec
+from gateway.alerting.templates import Programme, activate
 
 _ID = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 
@@ -108,6 +116,21 @@ class Patient(_Model):
     id: _ID
     display_name: StrictStr | None = None
     orgs: list[_ID] = []
+    #: IANA time zone of the patient's local days (docs/alerting.md)
+    timezone: StrictStr = "Europe/Copenhagen"
+    #: clinical programmes whose rule templates are activated for this patient (version 1 of
+    #: each rule, from ``programmes_from``); never a silent default
+    programmes: list[Programme] = []
+    programmes_from: datetime | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}") from e
+        return v
 
 
 class Hub(_Model):
@@ -297,11 +320,22 @@ def fleet_statements(fleet: Fleet) -> list[Statement]:
     for p in fleet.patients:
         out.append(
             (
-                "INSERT INTO patients (patient_id, display_name) VALUES (%s, %s) "
-                "ON CONFLICT (patient_id) DO UPDATE SET display_name = EXCLUDED.display_name",
-                (p.id, p.display_name),
+                "INSERT INTO patients (patient_id, display_name, timezone) VALUES (%s, %s, %s) "
+                "ON CONFLICT (patient_id) DO UPDATE SET display_name = EXCLUDED.display_name, "
+                "timezone = EXCLUDED.timezone",
+                (p.id, p.display_name, p.timezone),
             )
         )
+        for programme in p.programmes:
+            for v in activate(programme, p.programmes_from or datetime.now(UTC), "fleet"):
+                out.append((
+                    "INSERT INTO alert_rule_versions (patient_id, rule_code, version, programme, "
+                    "effective_from, definition, enabled, author, reason) "
+                    "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM "
+                    "alert_rule_versions WHERE patient_id = %s AND rule_code = %s)",
+                    (p.id, v.rule_id, v.version, programme.value, v.effective_from,
+                     json.dumps(codec.encode(v)), v.enabled, v.author, v.reason, p.id, v.rule_id),
+                ))  # fmt: skip
         out.append(
             (
                 "DELETE FROM patient_access WHERE patient_id = %s AND NOT org_id = ANY(%s)",

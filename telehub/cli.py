@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     hub_commands.register(sub)
 
     sub.add_parser(
+        "rules",
+        help="rules test FILE.toml...: run clinical alerting scenarios (docs/alerting.md)",
+        add_help=False,
+    )
+    sub.add_parser(
         "decode",
         help="decode a device record: telehub decode <characteristic|protocol> <hex> | --list",
         add_help=False,
@@ -166,6 +171,12 @@ def _main(argv: Sequence[str] | None) -> int:
         ):
             _setup_logging("WARNING")
             return _cmd_decode(args_list[i + 1 :])
+    if args_list[:2] == ["rules", "test"]:
+        # the scenario bench has its own argument parser (gateway.alerting.scenarios)
+        from gateway.alerting import scenarios
+
+        _setup_logging("WARNING")
+        return scenarios.main(args_list[2:])
     parser = build_parser()
     args = parser.parse_args(args_list)
     _setup_logging(args.log_level)

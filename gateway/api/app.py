@@ -20,7 +20,7 @@ from importlib import resources
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from gateway.api import routes_clinical, routes_ops, sse
+from gateway.api import routes_clinical, routes_ops, routes_worklist, sse
 from gateway.api.context import ApiContext, IngesterStats
 from gateway.api.errors import install_error_handlers
 from gateway.fhir import api as fhir_api
@@ -124,6 +124,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(routes_ops.health_router)
     app.include_router(routes_clinical.router)
+    app.include_router(routes_worklist.router)
     app.include_router(sse.router)  # before any /alerts/{id} route could shadow it
     app.include_router(routes_ops.router)
     fhir_api.install(app)

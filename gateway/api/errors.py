@@ -76,6 +76,7 @@ _STATUS_CODES: Final = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     422: "invalid_request",
     503: "database_unavailable",
 }
@@ -84,6 +85,7 @@ _DESCRIPTIONS: Final = {
     401: "Missing or unknown bearer token",
     403: "The token's role may not use this endpoint",
     404: "Not found (or not visible to the caller's organisation)",
+    409: "Conflict with the resource's state (e.g. the alert is resolved)",
     422: "Invalid parameters",
     503: "Database unavailable",
 }

@@ -299,9 +299,116 @@ def _v30(_mode: StorageMode) -> list[str]:
     ]
 
 
+_LEVELS = "('red', 'yellow', 'blue', 'technical', 'info')"
+_STATES = "('pending', 'open', 'acknowledged', 'resolved')"
+_EVENTS = (
+    "('created', 'occurrence', 'confirmed', 'severity_changed', 'acknowledged', 'assigned', "
+    "'snoozed', 'resolved', 'reopened', 'invalidated', 'notified', 'escalated')"
+)
+
+
+def _v10(mode: StorageMode) -> list[str]:
+    """Clinical alerting (docs/alerting.md): versioned rules, alerts with a lifecycle,
+    occurrences and the append-only event log. Every table carries ``patient_id``."""
+    return [
+        "ALTER TABLE patients ADD COLUMN IF NOT EXISTS timezone text NOT NULL "
+        "DEFAULT 'Europe/Copenhagen'",
+        """
+        CREATE OR REPLACE FUNCTION telehub_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $fn$""",
+        """
+        CREATE TABLE IF NOT EXISTS alert_rule_versions (
+            patient_id text NOT NULL REFERENCES patients (patient_id) ON DELETE CASCADE,
+            rule_code text NOT NULL,
+            version integer NOT NULL CHECK (version >= 1),
+            programme text NULL,
+            effective_from timestamptz NOT NULL,
+            definition jsonb NOT NULL,
+            enabled boolean NOT NULL,
+            author text NOT NULL,
+            reason text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (patient_id, rule_code, version)
+        )""",
+        """
+        CREATE OR REPLACE TRIGGER alert_rule_versions_immutable
+            BEFORE UPDATE ON alert_rule_versions
+            FOR EACH ROW EXECUTE FUNCTION telehub_append_only()""",
+        f"""
+        CREATE TABLE IF NOT EXISTS clinical_alerts (
+            alert_id bigserial PRIMARY KEY,
+            patient_id text NOT NULL,
+            rule_code text NOT NULL,
+            rule_version integer NOT NULL,
+            params jsonb NOT NULL,
+            level text NOT NULL CHECK (level IN {_LEVELS}),
+            state text NOT NULL CHECK (state IN {_STATES}),
+            late boolean NOT NULL DEFAULT false,
+            reading_key text NOT NULL,
+            effective_at timestamptz NOT NULL,
+            value numeric NULL,
+            unit text NULL,
+            message text NOT NULL,
+            occurrences integer NOT NULL DEFAULT 1,
+            last_effective_at timestamptz NOT NULL,
+            assigned_to text NULL,
+            snoozed_until timestamptz NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL
+        )""",
+        """
+        CREATE UNIQUE INDEX IF NOT EXISTS clinical_alerts_one_live
+            ON clinical_alerts (patient_id, rule_code) WHERE state <> 'resolved'""",
+        "CREATE INDEX IF NOT EXISTS clinical_alerts_patient "
+        "ON clinical_alerts (patient_id, created_at DESC)",
+        f"""
+        CREATE TABLE IF NOT EXISTS alert_occurrences (
+            alert_id bigint NOT NULL REFERENCES clinical_alerts (alert_id) ON DELETE CASCADE,
+            patient_id text NOT NULL,
+            reading_key text NOT NULL,
+            effective_at timestamptz NOT NULL,
+            value numeric NULL,
+            level text NOT NULL CHECK (level IN {_LEVELS}),
+            late boolean NOT NULL,
+            rule_version integer NOT NULL,
+            UNIQUE (alert_id, reading_key)
+        )""",
+        f"""
+        CREATE TABLE IF NOT EXISTS alert_event (
+            event_id bigserial PRIMARY KEY,
+            alert_id bigint NOT NULL REFERENCES clinical_alerts (alert_id),
+            patient_id text NOT NULL,
+            type text NOT NULL CHECK (type IN {_EVENTS}),
+            level text NULL CHECK (level IN {_LEVELS}),
+            actor text NOT NULL,
+            note text NULL,
+            payload jsonb NOT NULL DEFAULT '{{}}',
+            at timestamptz NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS alert_event_alert ON alert_event (alert_id, event_id)",
+        "CREATE INDEX IF NOT EXISTS alert_event_patient ON alert_event (patient_id, event_id)",
+        """
+        CREATE OR REPLACE TRIGGER alert_event_append_only
+            BEFORE UPDATE OR DELETE ON alert_event
+            FOR EACH ROW EXECUTE FUNCTION telehub_append_only()""",
+        """
+        CREATE TABLE IF NOT EXISTS patient_suppressions (
+            suppression_id bigserial PRIMARY KEY,
+            patient_id text NOT NULL REFERENCES patients (patient_id) ON DELETE CASCADE,
+            starts_at timestamptz NOT NULL,
+            ends_at timestamptz NOT NULL CHECK (ends_at > starts_at),
+            reason text NOT NULL,
+            author text NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS patient_suppressions_patient "
+        "ON patient_suppressions (patient_id, starts_at)",
+    ]
+
+
 #: All migrations, in order. Append; never edit one that has shipped.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "central schema", _v1),
+    Migration(10, "clinical alerting: rule versions, alert lifecycle, occurrences, events", _v10),
     Migration(30, "FHIR push outbox", _v30),
     Migration(40, "lifecycle: retention per data class, job runs, aggregate state", lifecycle.v40),
     Migration(41, "lifecycle: hourly and daily aggregates per patient and metric", lifecycle.v41),

@@ -29,13 +29,14 @@ The caller commits (by leaving the transaction) and only then publishes receipts
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
 
+from gateway.alerting import store as clinical
 from gateway.db.readings import COPY_TYPES, READINGS_INSERT_COLUMNS
 from gateway.ingest.alerting import AlertOutcome, raise_alerts
 from gateway.ingest.model import DeadLetter, NormalizedReading, Reject
@@ -79,7 +80,9 @@ class WriteMode:
     """What one ingester remembers across batches: which way the next batch's readings go (see
     the module docstring), and the ``last_seen`` values it wrote (see :func:`_last_seen`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        #: "now" for the alert lifecycle (a simulated clock in ``telehub rules test``)
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.careful_left = 0
         self.optimistic_failed = 0  # batches written twice because of a duplicate
         self.hubs_written: dict[str, float] = {}  # hub -> monotonic time of its last write
@@ -244,4 +247,5 @@ async def _write(
             else [r for r in batch.readings if (r.key, r.time) in inserted]
         )
         alerts = await raise_alerts(conn, fresh)
+        await clinical.evaluate_batch(conn, fresh, mode.clock())
     return WriteResult(inserted, tuple(dead), applied, alerts, careful), seen

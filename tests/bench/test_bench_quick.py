@@ -65,8 +65,15 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, pg_admin_dsn: str) -> No
         "edge_idle_rss",
         "edge_idle_cpu",
         "replay_x_live",
+        "programme_ratio_10",
+        "programme_ratio_1",
     }
     assert "database ceiling" in run.stdout and "targets" in run.stdout
+    assert "programme copd" in run.stdout
+    for path in ("programme.no_programme", "programme.copd"):
+        for n in (1, 10):
+            got = (get(figures, f"{path}.per_message_{n}.stored"), readings)
+            assert got == (readings, readings), path
 
 
 def _missing(figures: dict[str, object], path: str) -> bool:

@@ -251,6 +251,12 @@ async def test_openapi_documents_endpoints_security_and_errors(
         "/api/v1/patients",
         "/api/v1/patients/{patient_id}/readings",
         "/api/v1/webhook-deliveries",
+        "/api/v1/worklist",
+        "/api/v1/worklist/{alert_id}/acknowledge",
+        "/api/v1/worklist/{alert_id}/assign",
+        "/api/v1/worklist/{alert_id}/events",
+        "/api/v1/worklist/{alert_id}/resolve",
+        "/api/v1/worklist/{alert_id}/snooze",
         "/health",
     ]
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

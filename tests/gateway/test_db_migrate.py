@@ -34,6 +34,9 @@ from gateway.db.schema import (
 TABLES = {
     "orgs", "api_tokens", "patients", "patient_access", "hubs", "devices", "readings",
     "dead_letters", "rules", "alerts", "webhooks", "alert_deliveries", "schema_migrations",
+    # migration 10: clinical alerting
+    "alert_rule_versions", "clinical_alerts", "alert_occurrences", "alert_event",
+    "patient_suppressions",
     "fhir_outbox", "fhir_push_state",  # migration 30 (FHIR push)
 }  # fmt: skip
 #: what the lifecycle migrations add on plain PostgreSQL

@@ -1,0 +1,2 @@
+"""The clinical alerting engine: typed model, data-quality gating, programme templates and a
+pure evaluator (no I/O). See docs/alerting.md."""
