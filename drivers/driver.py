@@ -49,6 +49,8 @@ class Driver:
     usb_ids: tuple[tuple[int, int], ...] = ()  # (VID, PID) of USB-serial adapters
     serial: SerialParams | None = None
     framer: Callable[[], Framer] | None = None  # for stream protocols
+    #: (characteristic UUID, octets) the hub writes after subscribing to start the stream
+    start_write: tuple[str, bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from drivers import (
     blood_pressure,
     body_composition,
     contec,
+    contec_bt,
     glucose,
     heart_rate,
     jumper,
@@ -42,6 +43,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     battery,
     nonin,
     contec,
+    contec_bt,
     jumper,
 )
 
