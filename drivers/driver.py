@@ -21,6 +21,11 @@ class Framer(Protocol):
 
     def feed(self, data: bytes) -> list[Measurement | DecodeError]: ...
 
+    def flush(self) -> list[DecodeError]:
+        """End of input: the octets still held (a pending skip run, an incomplete frame or
+        packet) as DecodeErrors with their stream offsets; the framer is then empty."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SerialParams:

@@ -6,7 +6,9 @@
 Exit status: 0 decoded; 1 DecodeError (field, offset, reason on stderr); 2 unknown key or bad
 arguments. The hex may be split over several arguments and may contain spaces, ``:`` or ``-``.
 Stream protocols (``transport="serial"`` or a framer) feed the bytes through the framer and print
-a JSON array of the records it completed; framing errors go to stderr (exit 1).
+a JSON array of the records it completed; framing errors go to stderr (exit 1). The end of the
+input flushes the framer: octets left over (an incomplete frame or packet, trailing garbage) are
+an error with their stream offset (exit 1).
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ def main(argv: list[str], registry: Registry | None = None) -> int:
     except DecodeError as exc:
         _err(json.dumps({"error": error_json(exc)}))
         return 1
-    results = driver.framer().feed(data)
+    framer = driver.framer()
+    results = [*framer.feed(data), *framer.flush()]
     measurements: list[Measurement] = [r for r in results if isinstance(r, Measurement)]
     errors = [r for r in results if isinstance(r, DecodeError)]
     _dump(measurements)

@@ -138,6 +138,10 @@ class PairFramer:
                 self.buf.clear()
         return out
 
+    def flush(self) -> list[DecodeError]:
+        held, self.buf = len(self.buf), bytearray()
+        return [DecodeError("pairs", "frame", 0, f"{held} left")] if held else []
+
 
 PAIRS = Driver(
     key="pairs",
@@ -153,9 +157,18 @@ PAIRS = Driver(
 
 def test_stream_protocol_goes_through_the_framer(capsys: pytest.CaptureFixture[str]) -> None:
     reg = Registry([PAIRS])
-    code, out, err = run(capsys, "pairs", "0102 0304 05", registry=reg)
+    code, out, err = run(capsys, "pairs", "0102 0304", registry=reg)
     assert (code, err) == (0, "")
     assert [m["raw"] for m in json.loads(out)] == ["0102", "0304"]
+    code, out, err = run(capsys, "pairs", "0102 0304 05", registry=reg)  # a trailing half-frame
+    assert code == 1
+    assert [m["raw"] for m in json.loads(out)] == ["0102", "0304"]
+    assert json.loads(err)["error"] == {
+        "source": "pairs",
+        "field": "frame",
+        "offset": 0,
+        "reason": "1 left",
+    }
     code, out, err = run(capsys, "pairs", "01ee02", registry=reg)
     assert code == 1
     assert [m["raw"] for m in json.loads(out)] == ["0102"]
@@ -219,3 +232,57 @@ def test_to_jsonable() -> None:
     assert doc["raw"] == "01"
     assert doc["timestamp"]["iso"] == "2024-01-02T03:34:05"
     assert to_jsonable([1, "a"]) == [1, "a"]
+
+
+# -- end of input flushes the framers (real registry) -------------------------------------------
+@pytest.mark.parametrize(
+    ("key", "hexes", "records", "errors"),
+    [
+        # a whole Contec frame (B0 0x86, pleth 0, B2 0x05, PR 72, SpO2 97), then 2 of 5 octets
+        ("contec-cms50d", "8600054861 8600", 1, [("frame", 5)]),
+        # trailing octets without the sync bit: garbage pending at the end
+        ("contec-cms50d", "8600054861 0102", 1, [("sync", 5)]),
+        # garbage then a cut frame: both reported, in stream order
+        ("berrymed-ble", "01 86000548", 0, [("sync", 0), ("frame", 1)]),
+        # CMS50D-BT parameters frame (see test_contec_bt) then a cut header
+        ("contec-cms50d-bt", "eb010548627f001a eb01", 1, [("frame", 8)]),
+        # Jumper: a parameters frame with its last octet missing
+        ("jumper-ble", "814861", 0, [("frame", 0)]),
+    ],
+)
+def test_truncated_or_bad_trailing_input_is_an_error(
+    capsys: pytest.CaptureFixture[str],
+    key: str,
+    hexes: str,
+    records: int,
+    errors: list[tuple[str, int]],
+) -> None:
+    code, out, err = run(capsys, key, hexes)
+    assert code == 1
+    assert len(json.loads(out)) == records
+    got = [json.loads(line)["error"] for line in err.splitlines()]
+    assert [(e["field"], e["offset"]) for e in got] == errors
+
+
+def test_df2_partial_packet_at_end_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.drivers.test_nonin import PUFFERFISH_PACKET
+
+    code, out, _ = run(capsys, "nonin-df2", PUFFERFISH_PACKET.hex())
+    assert (code, len(json.loads(out))) == (0, 1)
+    code, out, err = run(capsys, "nonin-df2", PUFFERFISH_PACKET[:62].hex())  # 12 frames + 2
+    assert (code, json.loads(out)) == (1, [])
+    got = [json.loads(line)["error"] for line in err.splitlines()]
+    assert [(e["field"], e["offset"]) for e in got] == [("packet", 0), ("frame", 60)]
+    assert "12 of 25 frames" in got[0]["reason"]
+
+
+def test_flush_leaves_the_framer_reusable() -> None:
+    from drivers.contec import ContecFramer
+
+    f = ContecFramer()
+    assert f.feed(bytes.fromhex("8600")) == []
+    (e,) = f.flush()
+    assert (e.field, e.offset) == ("frame", 0)
+    assert f.flush() == []
+    (m,) = f.feed(bytes.fromhex("8600054861"))
+    assert isinstance(m, Measurement)
