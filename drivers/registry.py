@@ -20,6 +20,7 @@ from drivers import (
     heart_rate,
     jumper,
     nonin,
+    primitives,
     pulse_oximeter,
     racp,
     thermometer,
@@ -45,6 +46,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     contec,
     contec_bt,
     jumper,
+    primitives,
 )
 
 #: Characteristics with no family module of their own.
