@@ -19,6 +19,7 @@ import enum
 import json
 import logging
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,51 @@ def _dump(obj: Any) -> None:
     _out(json.dumps(to_jsonable(obj), indent=2))
 
 
+def _field_records() -> dict[str, tuple[Callable[[bytes], object], int, int]]:
+    """Registry key -> (the field-by-field record parser, offset and octets of the flags or
+    status field)."""
+    from drivers import (
+        blood_pressure,
+        body_composition,
+        glucose,
+        heart_rate,
+        nonin,
+        pulse_oximeter,
+        thermometer,
+        weight,
+    )
+
+    return {
+        "2a9d": (weight.WeightRecord.parse, 0, 1),
+        "2a9c": (body_composition.BodyCompositionRecord.parse, 0, 2),
+        "2a35": (blood_pressure.BloodPressureRecord.parse, 0, 1),
+        "2a36": (blood_pressure.IntermediateCuffPressureRecord.parse, 0, 1),
+        "2a5e": (pulse_oximeter.PlxSpotCheckRecord.parse, 0, 1),
+        "2a5f": (pulse_oximeter.PlxContinuousRecord.parse, 0, 1),
+        "2a1c": (thermometer.TemperatureRecord.parse, 0, 1),
+        "2a1e": (thermometer.IntermediateTemperatureRecord.parse, 0, 1),
+        "2a18": (glucose.GlucoseRecord.parse, 0, 1),
+        "2a37": (heart_rate.HeartRateRecord.parse, 0, 1),
+        nonin.BLE_KEY: (nonin.NoninBleRecord.parse, 1, 1),  # STATUS after LENGTH
+    }
+
+
+def with_fields(key: str, data: bytes, m: Measurement) -> dict[str, Any]:
+    """The Measurement's JSON plus ``fields`` (the record exactly as sent: absent fields are
+    null, present ones their raw value) and the flags (SIG) or status (Nonin) field as
+    ``flags_word`` (the integer) and ``flags_bits`` (every set bit, reserved ones included)."""
+    doc: dict[str, Any] = to_jsonable(m)
+    entry = _field_records().get(key)
+    if entry is None:
+        return doc
+    parse, at, width = entry
+    doc["fields"] = to_jsonable(parse(data))
+    word = int.from_bytes(data[at : at + width], "little")
+    doc["flags_word"] = word
+    doc["flags_bits"] = [i for i in range(8 * width) if word >> i & 1]
+    return doc
+
+
 def _default_registry() -> Registry:
     from drivers.registry import REGISTRY
 
@@ -139,7 +185,7 @@ def main(argv: list[str], registry: Registry | None = None) -> int:
             return 0
         driver = registry.get(key)
         if driver.framer is None:
-            _dump(driver.decode(data))
+            _out(json.dumps(with_fields(key, data, driver.decode(data)), indent=2))
             return 0
     except DecodeError as exc:
         _err(json.dumps({"error": error_json(exc)}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -286,3 +287,73 @@ def test_flush_leaves_the_framer_reusable() -> None:
     assert f.flush() == []
     (m,) = f.feed(bytes.fromhex("8600054861"))
     assert isinstance(m, Measurement)
+
+
+# -- every field, absent distinguished from zero / unknown -----------------------------------------
+# Built by hand from the GATT XML field tables (oesmith/gatt-xml, reference §9).
+def fields_of(capsys: pytest.CaptureFixture[str], key: str, hexes: str) -> dict[str, Any]:
+    code, out, err = run(capsys, key, hexes)
+    assert (code, err) == (0, "")
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+def test_temperature_type_absent_vs_type_2(capsys: pytest.CaptureFixture[str]) -> None:
+    # flags 0x04 (b2 Temperature Type present), 36.4 Cel = FLOAT 6C 01 00 FF, type 2 (body)
+    with_type = fields_of(capsys, "2a1c", "04 6c0100ff 02")
+    without = fields_of(capsys, "2a1c", "00 6c0100ff")
+    assert with_type["fields"]["temperature_type"] == 2
+    assert without["fields"]["temperature_type"] is None
+    assert (with_type["flags_word"], with_type["flags_bits"]) == (4, [2])
+    assert (without["flags_word"], without["flags_bits"]) == (0, [])
+
+
+def test_user_id_absent_vs_unknown_user(capsys: pytest.CaptureFixture[str]) -> None:
+    # Weight 0x2A9D: flags b2 User ID present; 0x3840 x 0.005 kg = 72 kg; User ID 0xFF = unknown
+    unknown = fields_of(capsys, "2a9d", "04 4038 ff")
+    absent = fields_of(capsys, "2a9d", "00 4038")
+    assert unknown["fields"]["user_id"] == 255
+    assert absent["fields"]["user_id"] is None
+
+
+def test_reserved_flag_bits_are_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    # Weight flags 0x80: b7 is reserved for future use; shown, not hidden
+    doc = fields_of(capsys, "2a9d", "80 4038")
+    assert doc["flags_bits"] == [7]
+
+
+def test_glucose_time_offset_zero_vs_absent(capsys: pytest.CaptureFixture[str]) -> None:
+    # flags b0 Time Offset present; sequence 1; base time 2017-01-16 12:39:54; offset 0 min
+    zero = fields_of(capsys, "2a18", "01 0100 e10701100c2736 0000".replace(" ", ""))
+    absent = fields_of(capsys, "2a18", "00 0100 e10701100c2736".replace(" ", ""))
+    assert zero["fields"]["time_offset"] == 0
+    assert absent["fields"]["time_offset"] is None
+
+
+def test_heart_rate_energy_and_rr(capsys: pytest.CaptureFixture[str]) -> None:
+    # flags 0x1E: contact detected (b1-2 = 3), energy (b3), RR (b4); HR 72; 16 kJ; RR 1024, 1280
+    doc = fields_of(capsys, "2a37", "1e 48 1000 0004 0005")
+    assert doc["fields"]["energy_expended"] == 16
+    assert doc["fields"]["rr_intervals"] == [1024, 1280]
+    assert doc["flags_bits"] == [1, 2, 3, 4]
+
+
+def test_body_composition_has_a_16_bit_flags_word(capsys: pytest.CaptureFixture[str]) -> None:
+    # flags 0x0004 (b2 User ID), body fat 0x00FA x 0.1 = 25.0 %, user 3
+    doc = fields_of(capsys, "2a9c", "0400 fa00 03")
+    assert (doc["flags_word"], doc["flags_bits"]) == (4, [2])
+    assert doc["fields"]["user_id"] == 3
+
+
+def test_nonin_ble_status_word_and_battery_voltage(capsys: pytest.CaptureFixture[str]) -> None:
+    # test_nonin.test_ble_typical's record: STATUS 0x15 (b0 b2 b4), battery 0x1E = 3.0 V (0.1 V)
+    doc = fields_of(capsys, "nonin-ble", "0a151e00c8002a610048")
+    assert (doc["flags_word"], doc["flags_bits"]) == (0x15, [0, 2, 4])
+    assert doc["fields"]["battery_decivolts"] == 30
+
+
+def test_record_without_a_field_table_prints_the_measurement(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    doc = fields_of(capsys, "2a19", "64")  # Battery Level 100 %
+    assert "fields" not in doc and doc["source"] == "2a19"
