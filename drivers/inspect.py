@@ -130,6 +130,27 @@ def _field_records() -> dict[str, tuple[Callable[[bytes], object], int, int]]:
     }
 
 
+def _frame_records() -> dict[str, Callable[[bytes], object]]:
+    """Stream key -> the field-by-field view of one frame (pleth, signal strength, raw status)."""
+    from drivers import contec, contec_bt, jumper, primitives
+
+    return {
+        contec.CONTEC_KEY: primitives.parse_contec_frame,
+        contec.BERRYMED_KEY: primitives.parse_berrymed_frame,
+        contec_bt.CONTEC_BT_KEY: primitives.parse_contec_bt_frame,
+        jumper.JUMPER_KEY: jumper.JumperParams.parse,
+    }
+
+
+def framed_with_fields(key: str, m: Measurement) -> dict[str, Any]:
+    """A framed record's JSON plus ``fields``: its frame field by field (vendor streams)."""
+    doc: dict[str, Any] = to_jsonable(m)
+    parse = _frame_records().get(key)
+    if parse is not None:
+        doc["fields"] = to_jsonable(parse(m.raw))
+    return doc
+
+
 def with_fields(key: str, data: bytes, m: Measurement) -> dict[str, Any]:
     """The Measurement's JSON plus ``fields`` (the record exactly as sent: absent fields are
     null, present ones their raw value) and the flags (SIG) or status (Nonin) field as
@@ -194,7 +215,7 @@ def main(argv: list[str], registry: Registry | None = None) -> int:
     results = [*framer.feed(data), *framer.flush()]
     measurements: list[Measurement] = [r for r in results if isinstance(r, Measurement)]
     errors = [r for r in results if isinstance(r, DecodeError)]
-    _dump(measurements)
+    _out(json.dumps([framed_with_fields(key, m) for m in measurements], indent=2))
     for e in errors:
         _err(json.dumps({"error": error_json(e)}))
     log.debug("decoded %d record(s), %d error(s) for %s", len(measurements), len(errors), key)

@@ -357,3 +357,24 @@ def test_record_without_a_field_table_prints_the_measurement(
 ) -> None:
     doc = fields_of(capsys, "2a19", "64")  # Battery Level 100 %
     assert "fields" not in doc and doc["source"] == "2a19"
+
+
+def test_vendor_stream_records_show_pleth_and_signal_strength(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Contec frame built from reference §6.3: signal strength 6, pleth 63, bar graph 5, PR 72
+    code, out, _ = run(capsys, "contec-cms50d", "963f254861")
+    assert code == 0
+    (doc,) = json.loads(out)
+    assert doc["fields"]["frame"]["signal_strength"] == 6
+    assert doc["fields"]["frame"]["pleth"] == 63
+    assert doc["fields"]["status_b0"] == 0x96
+    code, out, _ = run(capsys, "berrymed-ble", "963f254861")
+    assert json.loads(out)[0]["fields"]["flags"] == ["no-signal", "searching"]
+
+
+def test_framed_record_without_a_frame_view(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.drivers.test_nonin import PUFFERFISH_PACKET
+
+    code, out, _ = run(capsys, "nonin-df2", PUFFERFISH_PACKET.hex())
+    assert code == 0 and "fields" not in json.loads(out)[0]
