@@ -23,6 +23,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from drivers._cursor import Cursor
 from drivers.errors import DecodeError
 from drivers.observation import DeviceTime, Measurement
 
@@ -101,9 +102,9 @@ def _dump(obj: Any) -> None:
     _out(json.dumps(to_jsonable(obj), indent=2))
 
 
-def _field_records() -> dict[str, tuple[Callable[[bytes], object], int, int]]:
-    """Registry key -> (the field-by-field record parser, offset and octets of the flags or
-    status field)."""
+def _field_records() -> dict[str, tuple[Any, int, int]]:
+    """Registry key -> (the record class, whose ``read(cursor)`` reads it field by field; offset
+    and octets of the flags or status field)."""
     from drivers import (
         blood_pressure,
         body_composition,
@@ -116,18 +117,55 @@ def _field_records() -> dict[str, tuple[Callable[[bytes], object], int, int]]:
     )
 
     return {
-        "2a9d": (weight.WeightRecord.parse, 0, 1),
-        "2a9c": (body_composition.BodyCompositionRecord.parse, 0, 2),
-        "2a35": (blood_pressure.BloodPressureRecord.parse, 0, 1),
-        "2a36": (blood_pressure.IntermediateCuffPressureRecord.parse, 0, 1),
-        "2a5e": (pulse_oximeter.PlxSpotCheckRecord.parse, 0, 1),
-        "2a5f": (pulse_oximeter.PlxContinuousRecord.parse, 0, 1),
-        "2a1c": (thermometer.TemperatureRecord.parse, 0, 1),
-        "2a1e": (thermometer.IntermediateTemperatureRecord.parse, 0, 1),
-        "2a18": (glucose.GlucoseRecord.parse, 0, 1),
-        "2a37": (heart_rate.HeartRateRecord.parse, 0, 1),
-        nonin.BLE_KEY: (nonin.NoninBleRecord.parse, 1, 1),  # STATUS after LENGTH
+        "2a9d": (weight.WeightRecord, 0, 1),
+        "2a9c": (body_composition.BodyCompositionRecord, 0, 2),
+        "2a35": (blood_pressure.BloodPressureRecord, 0, 1),
+        "2a36": (blood_pressure.IntermediateCuffPressureRecord, 0, 1),
+        "2a5e": (pulse_oximeter.PlxSpotCheckRecord, 0, 1),
+        "2a5f": (pulse_oximeter.PlxContinuousRecord, 0, 1),
+        "2a1c": (thermometer.TemperatureRecord, 0, 1),
+        "2a1e": (thermometer.IntermediateTemperatureRecord, 0, 1),
+        "2a18": (glucose.GlucoseRecord, 0, 1),
+        "2a37": (heart_rate.HeartRateRecord, 0, 1),
+        nonin.BLE_KEY: (nonin.NoninBleRecord, 1, 1),  # STATUS after LENGTH
     }
+
+
+class TracingCursor(Cursor):
+    """A Cursor that notes every field it reads: name, offset, octets (hex), and for integers the
+    value; flags and status fields also get ``bits``, the numbers of their set bits."""
+
+    __slots__ = ("trace",)
+
+    def __init__(self, data: bytes, source: str) -> None:
+        super().__init__(data, source)
+        self.trace: list[dict[str, Any]] = []
+
+    def take(self, size: int, field: str) -> bytes:
+        at = self.offset
+        chunk = super().take(size, field)
+        self.trace.append({"field": field, "offset": at, "octets": chunk.hex()})
+        return chunk
+
+    def uint(self, size: int, field: str, *, big_endian: bool = False) -> int:
+        value = super().uint(size, field, big_endian=big_endian)
+        entry = self.trace[-1]
+        entry["value"] = value
+        if "flags" in field or "status" in field:
+            entry["bits"] = [i for i in range(8 * size) if value >> i & 1]
+        return value
+
+    def s16(self, field: str) -> int:
+        value = super().s16(field)
+        self.trace[-1]["value"] = value
+        return value
+
+    def date_time(self, field: str = "time stamp") -> DeviceTime:
+        at = self.offset
+        t = super().date_time(field)
+        octets = self.data[at : self.offset].hex()
+        self.trace.append({"field": field, "offset": at, "octets": octets})
+        return t
 
 
 def _frame_records() -> dict[str, Callable[[bytes], object]]:
@@ -154,13 +192,17 @@ def framed_with_fields(key: str, m: Measurement) -> dict[str, Any]:
 def with_fields(key: str, data: bytes, m: Measurement) -> dict[str, Any]:
     """The Measurement's JSON plus ``fields`` (the record exactly as sent: absent fields are
     null, present ones their raw value) and the flags (SIG) or status (Nonin) field as
-    ``flags_word`` (the integer) and ``flags_bits`` (every set bit, reserved ones included)."""
+    ``flags_word`` (the integer) and ``flags_bits`` (every set bit, reserved ones included), and
+    ``wire``: every field read, in order, by name, offset, octets and integer value (status words
+    with their set bits)."""
     doc: dict[str, Any] = to_jsonable(m)
     entry = _field_records().get(key)
     if entry is None:
         return doc
-    parse, at, width = entry
-    doc["fields"] = to_jsonable(parse(data))
+    record_cls, at, width = entry
+    cur = TracingCursor(data, key)
+    doc["fields"] = to_jsonable(record_cls.read(cur))
+    doc["wire"] = cur.trace
     word = int.from_bytes(data[at : at + width], "little")
     doc["flags_word"] = word
     doc["flags_bits"] = [i for i in range(8 * width) if word >> i & 1]

@@ -378,3 +378,30 @@ def test_framed_record_without_a_frame_view(capsys: pytest.CaptureFixture[str]) 
 
     code, out, _ = run(capsys, "nonin-df2", PUFFERFISH_PACKET.hex())
     assert code == 0 and "fields" not in json.loads(out)[0]
+
+
+def test_plx_status_words_raw_with_reserved_bits(capsys: pytest.CaptureFixture[str]) -> None:
+    # PLX Spot-check 0x2A5E built from the GATT XML (plx_spot_check_measurement): flags 0x06
+    # (b1 Measurement Status, b2 Device and Sensor Status present); SpO2 SFLOAT 0x0062 = 98,
+    # PR 0x0048 = 72; Measurement Status 0x0021 (b0 is RFU, b5 "measurement ongoing");
+    # Device and Sensor Status 0x000001 (b0 "extended display update ongoing").
+    doc = fields_of(capsys, "2a5e", "06 6200 4800 2100 010000")
+    wire = {w["field"]: w for w in doc["wire"]}
+    assert wire["measurement status"] == {
+        "field": "measurement status",
+        "offset": 5,
+        "octets": "2100",
+        "value": 0x21,
+        "bits": [0, 5],
+    }
+    assert wire["device and sensor status"]["bits"] == [0]
+    assert wire["device and sensor status"]["offset"] == 7
+    assert [w["offset"] for w in doc["wire"]] == [0, 1, 3, 5, 7]
+
+
+def test_wire_shows_signed_and_time_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    # Glucose: time offset -60 min = 0xFFC4 (sint16 LE C4 FF)
+    doc = fields_of(capsys, "2a18", "01 0100 e10701100c2736 c4ff")
+    wire = {w["field"]: w for w in doc["wire"]}
+    assert wire["time offset"]["value"] == -60
+    assert any(w["octets"] == "e10701100c2736" for w in doc["wire"])
