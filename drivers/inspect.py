@@ -98,10 +98,6 @@ def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
-def _dump(obj: Any) -> None:
-    _out(json.dumps(to_jsonable(obj), indent=2))
-
-
 def _field_records() -> dict[str, tuple[Any, int, int]]:
     """Registry key -> (the record class, whose ``read(cursor)`` reads it field by field; offset
     and octets of the flags or status field)."""
@@ -166,6 +162,34 @@ class TracingCursor(Cursor):
         octets = self.data[at : self.offset].hex()
         self.trace.append({"field": field, "offset": at, "octets": octets})
         return t
+
+
+def record_json(rec: object) -> Any:
+    """A parser's record as JSON; RACP values also get their names (op code, operator, filter
+    type of the operand, response code; ``reserved`` when unassigned) and the operand decoded."""
+    from drivers import racp
+
+    doc = to_jsonable(rec)
+    if isinstance(rec, racp.RacpRequest):
+        doc["op_code_name"] = rec.op_code_name
+        doc["operator_name"] = rec.operator_name
+        if rec.operand:
+            doc["operand_filter_type"] = rec.operand[0]
+            doc["operand_filter_type_name"] = racp._name(racp.FilterType, rec.operand[0])
+            try:
+                doc["operand_sequence_numbers"] = list(rec.sequence_operand())
+            except DecodeError as exc:
+                doc["operand_sequence_numbers"] = None
+                doc["operand_note"] = exc.reason
+    elif isinstance(rec, racp.RacpNumberOfRecords):
+        doc["op_code_name"] = racp._name(racp.OpCode, racp.OpCode.NUMBER_OF_STORED_RECORDS_RESPONSE)
+        doc["operator_name"] = racp._name(racp.Operator, racp.Operator.NULL)
+    elif isinstance(rec, racp.RacpResponseCode):
+        doc["op_code_name"] = racp._name(racp.OpCode, racp.OpCode.RESPONSE_CODE)
+        doc["operator_name"] = racp._name(racp.Operator, racp.Operator.NULL)
+        doc["request_op_code_name"] = rec.request_name
+        doc["response_code_name"] = rec.code_name
+    return doc
 
 
 def _frame_records() -> dict[str, Callable[[bytes], object]]:
@@ -244,7 +268,7 @@ def main(argv: list[str], registry: Registry | None = None) -> int:
         return 2
     try:
         if key in {p.key for p in registry.all_parsers()}:
-            _dump(registry.parser(key).parse(data))
+            _out(json.dumps(record_json(registry.parser(key).parse(data)), indent=2))
             return 0
         driver = registry.get(key)
         if driver.framer is None:

@@ -405,3 +405,39 @@ def test_wire_shows_signed_and_time_fields(capsys: pytest.CaptureFixture[str]) -
     wire = {w["field"]: w for w in doc["wire"]}
     assert wire["time offset"]["value"] == -60
     assert any(w["octets"] == "e10701100c2736" for w in doc["wire"])
+
+
+# RACP, built from the GATT XML record_access_control_point table: op codes 1-6, operators 0-6,
+# filter type 0x01 = sequence number, response codes (1 = success, 6 = no records found).
+@pytest.mark.parametrize(
+    ("hex_", "names"),
+    [
+        ("0101", {"op_code_name": "report-stored-records", "operator_name": "all-records"}),
+        (
+            "0104 01 0100 ff00",
+            {
+                "operator_name": "within-range-of",
+                "operand_filter_type_name": "sequence-number",
+                "operand_sequence_numbers": [1, 255],
+            },
+        ),
+        (
+            "0103 02 0000",  # filter type 2 (user facing time): named, not decoded as numbers
+            {"operand_filter_type_name": "user-facing-time", "operand_sequence_numbers": None},
+        ),
+        ("0107", {"operator_name": "reserved"}),
+        (
+            "0600 0106",
+            {
+                "op_code_name": "response-code",
+                "operator_name": "null",
+                "request_op_code_name": "report-stored-records",
+                "response_code_name": "no-records-found",
+            },
+        ),
+        ("0500 0a00", {"op_code_name": "number-of-stored-records-response", "count": 10}),
+    ],
+)
+def test_racp_names(capsys: pytest.CaptureFixture[str], hex_: str, names: dict[str, Any]) -> None:
+    doc = fields_of(capsys, "2a52", hex_)
+    assert {k: doc[k] for k in names} == names
