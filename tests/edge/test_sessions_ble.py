@@ -406,6 +406,31 @@ async def test_contec_bt_stream_starts_on_the_start_command(tmp_path: Path) -> N
     assert "decode.errors" not in env.state.counters  # every frame (waveform too) framed cleanly
 
 
+async def test_contec_bt_refused_start_write_is_counted(tmp_path: Path) -> None:
+    """A device that refuses the start command: counted, no records, the session still ends."""
+    from simulators.ble.gatt import AttError, AttErrorCode
+    from simulators.devices.contec_bt import ContecBtOximeter
+
+    class Refusing(ContecBtOximeter):
+        async def _on_write(self, data: bytes) -> None:
+            raise AttError(AttErrorCode.WRITE_NOT_PERMITTED, "refused")
+
+    ox = Refusing(ADDR, Physiology(Profile.NORMAL, 8))
+    radio = SimulatedRadio()
+    radio.add(ox)
+    binding = DeviceBinding(address=ADDR, patient="patient-a")
+    env = make_env(tmp_path, binding, fixed_time=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(session(env, binding, radio, stop))
+    async with asyncio.timeout(5):
+        while env.state.counters.get("ble.start_write_failed", 0) < 1:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(1.2)  # a started device would have sent a notification by now
+    stop.set()
+    assert await task == "stopped"
+    assert not ox.started and stored(env.outbox) == []
+
+
 async def test_contec_bt_device_silent_without_the_start_command() -> None:
     """The simulator keeps the real device's rule: subscribed but not started sends nothing."""
     from simulators.ble.gatt import AttError
