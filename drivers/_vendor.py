@@ -126,6 +126,34 @@ class StreamFramer:
             log.debug("%s: %d result(s), %d octet(s) held", self.source, len(out), len(self._buf))
         return out
 
+    def _held(self) -> tuple[int, str] | None:
+        """Subclass hook: (stream offset, description) of a partial packet kept outside the
+        buffer (Nonin DF2's frames of the packet in progress), or None."""
+        return None
+
+    def flush(self) -> list[DecodeError]:
+        """End of input: a pending skip run, a partial packet and an incomplete frame become
+        DecodeErrors (in stream order); the framer is then empty (it can be fed again)."""
+        out: list[DecodeError] = []
+        if self._skipped:
+            out.append(self._skip_error())
+        held = self._held()
+        if held is not None:
+            out.append(DecodeError(self.source, "packet", held[0], held[1]))
+        if self._buf:
+            out.append(
+                DecodeError(
+                    self.source,
+                    "frame",
+                    self._offset,
+                    f"input ended inside a frame: {len(self._buf)} octet(s) left over",
+                )
+            )
+            self._offset += len(self._buf)
+            self._buf.clear()
+        self._on_garbage()
+        return out
+
     def _skip_error(self) -> DecodeError:
         err = DecodeError(
             self.source,

@@ -19,10 +19,12 @@ rejected (DecodeError).
 **Every valid frame becomes a Measurement** (60 per second): the driver is faithful; the edge
 downsamples continuous streams. Frames whose values are missing are emitted too (with
 ``Special.MISSING`` and the device's status flags), so a finger-out period is visible downstream.
-Flag names follow Contec's (atbrask/CMS50Dplus): ``finger-out``, ``spo2-dropping``,
-``pulse-beep``, ``probe-error``, ``searching``. Signal strength, pleth and bar graph stay in the
-record (no exact clinical code); BerryMed's own code calls the signal-strength nibble "PI", which
-is not a perfusion index in %, so it is not reported as one.
+Flag names follow each vendor's own: Contec's (atbrask/CMS50Dplus) ``finger-out``,
+``spo2-dropping``, ``pulse-beep``, ``probe-error``, ``searching``; BerryMed's (BCI protocol)
+``no-signal``, ``probe-unplugged``, ``pulse-beep``, ``no-finger``, ``searching``. Signal
+strength, pleth and bar graph stay in the record (no exact clinical code); BerryMed's own code
+calls the signal-strength nibble "PI", which is not a perfusion index in %, so it is not reported
+as one.
 
 Device matching is only a hint for both: the CMS50D+ cable is a Silicon Labs CP210x bridge
 (USB 10c4:ea60), a generic adapter found in many unrelated products, and the ISSC transparent-UART
@@ -57,6 +59,11 @@ CONTEC_KEY = "contec-cms50d"
 BERRYMED_KEY = "berrymed-ble"
 FRAME_LEN = 5
 PR_MISSING = 255
+#: Status-bit names, in the order B0 b4, B0 b5, B0 b6, B2 b4, B2 b5. Contec's follow
+#: atbrask/CMS50Dplus; BerryMed's follow the BerryMed BCI protocol (reference §6.3, the names in
+#: brackets): the same bits mean different things on the two devices.
+CONTEC_FLAG_NAMES = ("finger-out", "spo2-dropping", "pulse-beep", "probe-error", "searching")
+BERRYMED_FLAG_NAMES = ("no-signal", "probe-unplugged", "pulse-beep", "no-finger", "searching")
 
 #: Silicon Labs CP210x USB-UART bridge, as fitted to the CMS50D+ cable. A generic adapter: many
 #: unrelated devices use it, so a match is only a hint (confirm by seeing valid frames).
@@ -127,14 +134,19 @@ class ContecFrame:
 
     @property
     def flags(self) -> tuple[str, ...]:
-        named = (
-            ("finger-out", self.finger_out),
-            ("spo2-dropping", self.spo2_dropping),
-            ("pulse-beep", self.pulse_beep),
-            ("probe-error", self.probe_error),
-            ("searching", self.searching),
+        """The set status bits by Contec's names (atbrask/CMS50Dplus)."""
+        return self.flags_named(CONTEC_FLAG_NAMES)
+
+    def flags_named(self, names: tuple[str, str, str, str, str]) -> tuple[str, ...]:
+        """The set status bits, named by ``names`` (B0 b4, B0 b5, B0 b6, B2 b4, B2 b5)."""
+        bits = (
+            self.finger_out,
+            self.spo2_dropping,
+            self.pulse_beep,
+            self.probe_error,
+            self.searching,
         )
-        return tuple(name for name, on in named if on)
+        return tuple(name for name, on in zip(names, bits, strict=True) if on)
 
     def measurement(self, source: str, raw: bytes) -> Measurement:
         return Measurement(
@@ -142,7 +154,9 @@ class ContecFrame:
             raw=raw,
             observations=oximetry_observations(self.spo2, self.pulse_rate, PR_MISSING),
             kind=Kind.CONTINUOUS,
-            flags=self.flags,
+            flags=self.flags_named(
+                BERRYMED_FLAG_NAMES if source == BERRYMED_KEY else CONTEC_FLAG_NAMES
+            ),
         )
 
 
@@ -209,6 +223,8 @@ DRIVERS: tuple[Driver, ...] = (
 )
 
 __all__ = [
+    "BERRYMED_FLAG_NAMES",
+    "CONTEC_FLAG_NAMES",
     "DRIVERS",
     "PR_MISSING",
     "SPO2_MISSING",

@@ -21,6 +21,11 @@ class Framer(Protocol):
 
     def feed(self, data: bytes) -> list[Measurement | DecodeError]: ...
 
+    def flush(self) -> list[DecodeError]:
+        """End of input: the octets still held (a pending skip run, an incomplete frame or
+        packet) as DecodeErrors with their stream offsets; the framer is then empty."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SerialParams:
@@ -49,6 +54,8 @@ class Driver:
     usb_ids: tuple[tuple[int, int], ...] = ()  # (VID, PID) of USB-serial adapters
     serial: SerialParams | None = None
     framer: Callable[[], Framer] | None = None  # for stream protocols
+    #: (characteristic UUID, octets) the hub writes after subscribing to start the stream
+    start_write: tuple[str, bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@
 Exit status: 0 decoded; 1 DecodeError (field, offset, reason on stderr); 2 unknown key or bad
 arguments. The hex may be split over several arguments and may contain spaces, ``:`` or ``-``.
 Stream protocols (``transport="serial"`` or a framer) feed the bytes through the framer and print
-a JSON array of the records it completed; framing errors go to stderr (exit 1).
+a JSON array of the records it completed; framing errors go to stderr (exit 1). The end of the
+input flushes the framer: octets left over (an incomplete frame or packet, trailing garbage) are
+an error with their stream offset (exit 1).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import enum
 import json
 import logging
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from drivers._cursor import Cursor
 from drivers.errors import DecodeError
 from drivers.observation import DeviceTime, Measurement
 
@@ -94,8 +98,139 @@ def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
-def _dump(obj: Any) -> None:
-    _out(json.dumps(to_jsonable(obj), indent=2))
+def _field_records() -> dict[str, tuple[Any, int, int]]:
+    """Registry key -> (the record class, whose ``read(cursor)`` reads it field by field; offset
+    and octets of the flags or status field)."""
+    from drivers import (
+        blood_pressure,
+        body_composition,
+        glucose,
+        heart_rate,
+        nonin,
+        pulse_oximeter,
+        thermometer,
+        weight,
+    )
+
+    return {
+        "2a9d": (weight.WeightRecord, 0, 1),
+        "2a9c": (body_composition.BodyCompositionRecord, 0, 2),
+        "2a35": (blood_pressure.BloodPressureRecord, 0, 1),
+        "2a36": (blood_pressure.IntermediateCuffPressureRecord, 0, 1),
+        "2a5e": (pulse_oximeter.PlxSpotCheckRecord, 0, 1),
+        "2a5f": (pulse_oximeter.PlxContinuousRecord, 0, 1),
+        "2a1c": (thermometer.TemperatureRecord, 0, 1),
+        "2a1e": (thermometer.IntermediateTemperatureRecord, 0, 1),
+        "2a18": (glucose.GlucoseRecord, 0, 1),
+        "2a37": (heart_rate.HeartRateRecord, 0, 1),
+        nonin.BLE_KEY: (nonin.NoninBleRecord, 1, 1),  # STATUS after LENGTH
+    }
+
+
+class TracingCursor(Cursor):
+    """A Cursor that notes every field it reads: name, offset, octets (hex), and for integers the
+    value; flags and status fields also get ``bits``, the numbers of their set bits."""
+
+    __slots__ = ("trace",)
+
+    def __init__(self, data: bytes, source: str) -> None:
+        super().__init__(data, source)
+        self.trace: list[dict[str, Any]] = []
+
+    def take(self, size: int, field: str) -> bytes:
+        at = self.offset
+        chunk = super().take(size, field)
+        self.trace.append({"field": field, "offset": at, "octets": chunk.hex()})
+        return chunk
+
+    def uint(self, size: int, field: str, *, big_endian: bool = False) -> int:
+        value = super().uint(size, field, big_endian=big_endian)
+        entry = self.trace[-1]
+        entry["value"] = value
+        if "flags" in field or "status" in field:
+            entry["bits"] = [i for i in range(8 * size) if value >> i & 1]
+        return value
+
+    def s16(self, field: str) -> int:
+        value = super().s16(field)
+        self.trace[-1]["value"] = value
+        return value
+
+    def date_time(self, field: str = "time stamp") -> DeviceTime:
+        at = self.offset
+        t = super().date_time(field)
+        octets = self.data[at : self.offset].hex()
+        self.trace.append({"field": field, "offset": at, "octets": octets})
+        return t
+
+
+def record_json(rec: object) -> Any:
+    """A parser's record as JSON; RACP values also get their names (op code, operator, filter
+    type of the operand, response code; ``reserved`` when unassigned) and the operand decoded."""
+    from drivers import racp
+
+    doc = to_jsonable(rec)
+    if isinstance(rec, racp.RacpRequest):
+        doc["op_code_name"] = rec.op_code_name
+        doc["operator_name"] = rec.operator_name
+        if rec.operand:
+            doc["operand_filter_type"] = rec.operand[0]
+            doc["operand_filter_type_name"] = racp._name(racp.FilterType, rec.operand[0])
+            try:
+                doc["operand_sequence_numbers"] = list(rec.sequence_operand())
+            except DecodeError as exc:
+                doc["operand_sequence_numbers"] = None
+                doc["operand_note"] = exc.reason
+    elif isinstance(rec, racp.RacpNumberOfRecords):
+        doc["op_code_name"] = racp._name(racp.OpCode, racp.OpCode.NUMBER_OF_STORED_RECORDS_RESPONSE)
+        doc["operator_name"] = racp._name(racp.Operator, racp.Operator.NULL)
+    elif isinstance(rec, racp.RacpResponseCode):
+        doc["op_code_name"] = racp._name(racp.OpCode, racp.OpCode.RESPONSE_CODE)
+        doc["operator_name"] = racp._name(racp.Operator, racp.Operator.NULL)
+        doc["request_op_code_name"] = rec.request_name
+        doc["response_code_name"] = rec.code_name
+    return doc
+
+
+def _frame_records() -> dict[str, Callable[[bytes], object]]:
+    """Stream key -> the field-by-field view of one frame (pleth, signal strength, raw status)."""
+    from drivers import contec, contec_bt, jumper, primitives
+
+    return {
+        contec.CONTEC_KEY: primitives.parse_contec_frame,
+        contec.BERRYMED_KEY: primitives.parse_berrymed_frame,
+        contec_bt.CONTEC_BT_KEY: primitives.parse_contec_bt_frame,
+        jumper.JUMPER_KEY: jumper.JumperParams.parse,
+    }
+
+
+def framed_with_fields(key: str, m: Measurement) -> dict[str, Any]:
+    """A framed record's JSON plus ``fields``: its frame field by field (vendor streams)."""
+    doc: dict[str, Any] = to_jsonable(m)
+    parse = _frame_records().get(key)
+    if parse is not None:
+        doc["fields"] = to_jsonable(parse(m.raw))
+    return doc
+
+
+def with_fields(key: str, data: bytes, m: Measurement) -> dict[str, Any]:
+    """The Measurement's JSON plus ``fields`` (the record exactly as sent: absent fields are
+    null, present ones their raw value) and the flags (SIG) or status (Nonin) field as
+    ``flags_word`` (the integer) and ``flags_bits`` (every set bit, reserved ones included), and
+    ``wire``: every field read, in order, by name, offset, octets and integer value (status words
+    with their set bits)."""
+    doc: dict[str, Any] = to_jsonable(m)
+    entry = _field_records().get(key)
+    if entry is None:
+        return doc
+    record_cls, at, width = entry
+    cur = TracingCursor(data, key)
+    doc["fields"] = to_jsonable(record_cls.read(cur))
+    doc["wire"] = cur.trace
+    word = int.from_bytes(data[at : at + width], "little")
+    doc["flags_word"] = word
+    doc["flags_bits"] = [i for i in range(8 * width) if word >> i & 1]
+    return doc
 
 
 def _default_registry() -> Registry:
@@ -133,19 +268,20 @@ def main(argv: list[str], registry: Registry | None = None) -> int:
         return 2
     try:
         if key in {p.key for p in registry.all_parsers()}:
-            _dump(registry.parser(key).parse(data))
+            _out(json.dumps(record_json(registry.parser(key).parse(data)), indent=2))
             return 0
         driver = registry.get(key)
         if driver.framer is None:
-            _dump(driver.decode(data))
+            _out(json.dumps(with_fields(key, data, driver.decode(data)), indent=2))
             return 0
     except DecodeError as exc:
         _err(json.dumps({"error": error_json(exc)}))
         return 1
-    results = driver.framer().feed(data)
+    framer = driver.framer()
+    results = [*framer.feed(data), *framer.flush()]
     measurements: list[Measurement] = [r for r in results if isinstance(r, Measurement)]
     errors = [r for r in results if isinstance(r, DecodeError)]
-    _dump(measurements)
+    _out(json.dumps([framed_with_fields(key, m) for m in measurements], indent=2))
     for e in errors:
         _err(json.dumps({"error": error_json(e)}))
     log.debug("decoded %d record(s), %d error(s) for %s", len(measurements), len(errors), key)

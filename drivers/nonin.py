@@ -316,6 +316,11 @@ class NoninDf2Framer(StreamFramer):
     def _on_garbage(self) -> None:
         self._frames = []
 
+    def _held(self) -> tuple[int, str] | None:
+        if not self._frames:
+            return None
+        return self._packet_at, f"input ended inside a packet: {len(self._frames)} of 25 frames"
+
     def _step(self, buf: bytearray, pos: int) -> Step:
         if len(buf) - pos < DF2_FRAME_LEN:
             return NEED_MORE

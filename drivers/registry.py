@@ -15,10 +15,12 @@ from drivers import (
     blood_pressure,
     body_composition,
     contec,
+    contec_bt,
     glucose,
     heart_rate,
     jumper,
     nonin,
+    primitives,
     pulse_oximeter,
     racp,
     thermometer,
@@ -42,7 +44,9 @@ FAMILIES: tuple[ModuleType, ...] = (
     battery,
     nonin,
     contec,
+    contec_bt,
     jumper,
+    primitives,
 )
 
 #: Characteristics with no family module of their own.

@@ -31,6 +31,7 @@ async def run_continuous(conn: GattConnection, stop: asyncio.Event) -> str:
     await conn.set_clock_early()
     if not await conn.subscribe_known():
         raise SessionAborted("no stream characteristic could be subscribed")
+    await conn.write_start_commands()
     await conn.set_clock_late()
     await conn.read_battery()
     end = await conn.wait_end(stop, conn.env.config.ble.idle_timeout)

@@ -130,6 +130,23 @@ class GattConnection:
             n += await self.subscribe(uuid, driver)
         return n
 
+    async def write_start_commands(self) -> int:
+        """The stream-start writes of the subscribed drivers (Contec CMS50D-BT: ``9B 01 1C`` to
+        0xFF01); a failed write is counted and logged, the session goes on (no data will come)."""
+        n = 0
+        for sub in self.subscriptions.values():
+            start = sub.driver.start_write if sub.driver is not None else None
+            if start is None or start[0] not in self.chars:
+                continue
+            try:
+                await self.link.write(start[0], start[1], response=True, timeout=self.timeout)
+            except TransportError as exc:
+                self.env.state.count("ble.start_write_failed")
+                log.warning("%s: stream start write failed: %s", self.binding.device_id, exc)
+                continue
+            n += 1
+        return n
+
     # -- clock ----------------------------------------------------------------------------------
     async def set_clock_early(self) -> bool:
         """Current Time 0x2A2B, before subscribing: a CTS device's records then all arrive after

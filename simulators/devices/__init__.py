@@ -3,6 +3,7 @@
 from simulators.devices.berrymed import BerryMedOximeter
 from simulators.devices.blood_pressure import BloodPressureMonitor
 from simulators.devices.common import DeviceInfo, StoredReading, TimeSync
+from simulators.devices.contec_bt import ContecBtOximeter
 from simulators.devices.glucose import GlucoseMeter
 from simulators.devices.heart_rate import HeartRateStrap
 from simulators.devices.jumper import JumperOximeter
@@ -16,6 +17,7 @@ from simulators.devices.thermometer import Thermometer
 __all__ = [
     "BerryMedOximeter",
     "BloodPressureMonitor",
+    "ContecBtOximeter",
     "DeviceInfo",
     "GlucoseMeter",
     "HeartRateStrap",

@@ -312,3 +312,25 @@ def test_framer_chunking_does_not_matter(stream: bytes, cuts: list[int]) -> None
 def test_framer_returns_every_valid_frame(recs: list[ContecFrame]) -> None:
     stream = b"".join(r.encode() for r in recs)
     assert ContecFramer().feed(stream) == [decode_contec(r.encode()) for r in recs]
+
+
+def test_each_vendor_names_its_own_status_bits() -> None:
+    # Built by hand from reference §6.3 (names in brackets = BerryMed BCI): B0 0xF0 = sync | b4
+    # | b5 | b6, B2 0x30 = b4 | b5, PR 0x48 = 72, SpO2 0x61 = 97.
+    raw = bytes.fromhex("f000304861")
+    assert decode_contec(raw).flags == (
+        "finger-out",
+        "spo2-dropping",
+        "pulse-beep",
+        "probe-error",
+        "searching",
+    )
+    assert decode_berrymed(raw).flags == (
+        "no-signal",
+        "probe-unplugged",
+        "pulse-beep",
+        "no-finger",
+        "searching",
+    )
+    # B0 0x90 = sync | b4 only: "no signal" on a BerryMed, not "finger out".
+    assert decode_berrymed(bytes.fromhex("9000004861")).flags == ("no-signal",)

@@ -407,6 +407,70 @@ async def test_vendor_uart_stream_through_the_framer(tmp_path: Path) -> None:
     assert env.state.counters["records.downsampled"] > 0  # 60 frames/s
 
 
+async def test_contec_bt_stream_starts_on_the_start_command(tmp_path: Path) -> None:
+    """CMS50D-BT: nothing streams until the hub writes 9B 01 1C to 0xFF01 after subscribing."""
+    from simulators.devices.contec_bt import ContecBtOximeter
+
+    ox = ContecBtOximeter(ADDR, Physiology(Profile.NORMAL, 8))
+    radio = SimulatedRadio()
+    radio.add(ox)
+    binding = DeviceBinding(address=ADDR, patient="patient-a")
+    env = make_env(tmp_path, binding, fixed_time=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(session(env, binding, radio, stop))
+    async with asyncio.timeout(5):
+        while len(stored(env.outbox)) < 2:
+            await asyncio.sleep(0.05)
+    stop.set()
+    assert await task == "stopped"
+    assert ox.started
+    readings = stored(env.outbox)
+    assert {(r.source, r.kind, r.time_source) for r in readings} == {
+        ("contec-cms50d-bt", "continuous", "hub")
+    }
+    assert {r.mdc for r in readings} == {150456, 149530}
+    assert "decode.errors" not in env.state.counters  # every frame (waveform too) framed cleanly
+
+
+async def test_contec_bt_refused_start_write_is_counted(tmp_path: Path) -> None:
+    """A device that refuses the start command: counted, no records, the session still ends."""
+    from simulators.ble.gatt import AttError, AttErrorCode
+    from simulators.devices.contec_bt import ContecBtOximeter
+
+    class Refusing(ContecBtOximeter):
+        async def _on_write(self, data: bytes) -> None:
+            raise AttError(AttErrorCode.WRITE_NOT_PERMITTED, "refused")
+
+    ox = Refusing(ADDR, Physiology(Profile.NORMAL, 8))
+    radio = SimulatedRadio()
+    radio.add(ox)
+    binding = DeviceBinding(address=ADDR, patient="patient-a")
+    env = make_env(tmp_path, binding, fixed_time=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(session(env, binding, radio, stop))
+    async with asyncio.timeout(5):
+        while env.state.counters.get("ble.start_write_failed", 0) < 1:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(1.2)  # a started device would have sent a notification by now
+    stop.set()
+    assert await task == "stopped"
+    assert not ox.started and stored(env.outbox) == []
+
+
+async def test_contec_bt_device_silent_without_the_start_command() -> None:
+    """The simulator keeps the real device's rule: subscribed but not started sends nothing."""
+    from simulators.ble.gatt import AttError
+    from simulators.devices.contec_bt import ContecBtOximeter
+
+    ox = ContecBtOximeter(ADDR, Physiology(Profile.NORMAL, 8))
+    assert not ox.is_subscribed(ox.notify_uuid)
+    with pytest.raises(AttError):
+        await ox._on_write(b"\x9b\x00\x1b")
+    assert not ox.started
+    await ox._on_write(bytes.fromhex("9b011c"))
+    assert ox.started
+
+
 class ContextMeter(GlucoseMeter):
     """A meter that sends a Glucose Measurement Context (0x2A34) after flagged records."""
 
