@@ -88,7 +88,11 @@ class GatewaySettings(BaseSettings):
     )
 
     @field_validator(
-        "session_expiry", "max_future_skew", "partition_maintenance_interval", mode="before"
+        "session_expiry",
+        "max_future_skew",
+        "partition_maintenance_interval",
+        "api_max_range",
+        mode="before",
     )
     @classmethod
     def _seconds(cls, v: object) -> object:
@@ -102,3 +106,18 @@ class GatewaySettings(BaseSettings):
 
     api_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API.")
+    api_docs: bool = Field(
+        default=True,
+        description="Serve the OpenAPI schema (/openapi.json) and the docs pages (/docs, /redoc). "
+        "Switch off in production (TELEHUB_API_DOCS=false): they then answer 404.",
+    )
+    api_max_body_bytes: int = Field(
+        default=64 * 1024, ge=0, description="Largest request body the API accepts (else 413)."
+    )
+    api_max_url_bytes: int = Field(
+        default=8 * 1024, ge=256, description="Longest path + query string (else 414)."
+    )
+    api_max_range: timedelta = Field(
+        default=timedelta(days=93),
+        description="Longest time range one readings request may span (else 422).",
+    )

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse
 from gateway.api import routes_clinical, routes_ops, sse
 from gateway.api.context import ApiContext, IngesterStats
 from gateway.api.errors import install_error_handlers
+from gateway.api.hygiene import InputHygiene
 from gateway.notify.pool import make_pool
 from gateway.notify.stream import AlertBroadcaster, AlertCallback
 from gateway.notify.tasks import cancel_and_wait
@@ -58,6 +59,7 @@ def create_app(
     pool_max_size: int = 10,
     query_timeout: float = 15.0,
     acquire_timeout: float = 5.0,
+    docs: bool | None = None,
 ) -> FastAPI:
     """The API as an ASGI app.
 
@@ -68,12 +70,15 @@ def create_app(
     connection (then 503 ``database_unavailable``).
     ``app.state.telehub.broadcaster.close_all()`` ends all live streams (call it before stopping
     the server: uvicorn waits for open responses).
+    ``docs``: serve /openapi.json, /docs and /redoc (default: ``settings.api_docs``).
     """
-    dsn = (
-        settings_or_dsn.database_url
+    settings = (
+        settings_or_dsn
         if isinstance(settings_or_dsn, GatewaySettings)
-        else settings_or_dsn
+        else GatewaySettings(database_url=settings_or_dsn)
     )
+    dsn = settings.database_url
+    serve_docs = settings.api_docs if docs is None else docs
     ctx = ApiContext(
         dsn=dsn,
         pool=make_pool(
@@ -88,6 +93,7 @@ def create_app(
         stuck_grace=stuck_grace,
         query_timeout=query_timeout,
         acquire_timeout=acquire_timeout,
+        max_range=settings.api_max_range,
     )
 
     @asynccontextmanager
@@ -118,6 +124,14 @@ def create_app(
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        openapi_url="/openapi.json" if serve_docs else None,
+        docs_url="/docs" if serve_docs else None,
+        redoc_url="/redoc" if serve_docs else None,
+    )
+    app.add_middleware(
+        InputHygiene,
+        max_body_bytes=settings.api_max_body_bytes,
+        max_url_bytes=settings.api_max_url_bytes,
     )
     app.state.telehub = ctx
     install_error_handlers(app)

@@ -40,10 +40,17 @@ class Principal:
     org_id: str
     clinician: str | None
     role: Role
+    org_kind: str = "hospital"
 
     @property
     def is_operator(self) -> bool:
         return self.role == "operator"
+
+    @property
+    def is_platform_operator(self) -> bool:
+        """An operator of the platform's own organisation (kind ``operator``): also sees hubs
+        that no organisation owns yet."""
+        return self.is_operator and self.org_kind == "operator"
 
     @property
     def actor(self) -> str:
@@ -66,15 +73,24 @@ async def authenticate(
         raise _unauthorized("a bearer token is required", None)
     async with ctx.pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT org_id, clinician, role FROM api_tokens WHERE token_sha256 = %s",
+            """SELECT t.org_id, t.clinician, t.role, o.kind,
+                      t.revoked_at IS NOT NULL OR (t.expires_at IS NOT NULL
+                                                   AND t.expires_at <= now())
+               FROM api_tokens t JOIN orgs o USING (org_id) WHERE t.token_sha256 = %s""",
             (token_sha256(creds.credentials),),
         )
         row = await cur.fetchone()
     if row is None:
         raise _unauthorized("unknown token", "invalid_token")
-    org_id, clinician, role = row
+    org_id, clinician, role, kind, dead = row
+    if dead:
+        # the same answer as an unknown token: a revoked token reveals nothing
+        raise _unauthorized("unknown token", "invalid_token")
     return Principal(
-        org_id=org_id, clinician=clinician, role="operator" if role == "operator" else "clinician"
+        org_id=org_id,
+        clinician=clinician,
+        role="operator" if role == "operator" else "clinician",
+        org_kind=kind,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
@@ -26,6 +27,7 @@ class ApiContext:
     stuck_grace: float  # seconds a closed SSE stream may take to drain before it is cut
     query_timeout: float
     acquire_timeout: float
+    max_range: timedelta = timedelta(days=93)  # longest readings time range
     stream_running: bool = False
 
 

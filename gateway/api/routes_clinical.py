@@ -91,6 +91,12 @@ async def list_readings(
     start = from_ or end - DEFAULT_RANGE
     if start >= end:
         raise ApiError(422, "invalid_request", "`from` must be before `to`")
+    if end - start > ctx.max_range:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"the time range may span at most {ctx.max_range.days} days",
+        )
     await ensure_patient_visible(ctx, principal, patient_id)
     where = "patient_id = %s AND time >= %s AND time < %s"
     params: list[object] = [patient_id, start, end]

@@ -291,5 +291,16 @@ def _v1(mode: StorageMode) -> list[str]:
     return [*_CORE, *readings_statements(mode)]
 
 
+def _v20(_mode: StorageMode) -> list[str]:
+    """API tokens expire and are revoked (kept, for the audit trail) when the fleet drops them."""
+    return [
+        "ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS expires_at timestamptz",
+        "ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS revoked_at timestamptz",
+    ]
+
+
 #: All migrations, in order. Append; never edit one that has shipped.
-MIGRATIONS: Final[tuple[Migration, ...]] = (Migration(1, "central schema", _v1),)
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, "central schema", _v1),
+    Migration(20, "api token expiry and revocation", _v20),
+)

@@ -25,7 +25,7 @@ from wire.mqtt import MqttClient, MqttSettings
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "tok-service-rh"
+TOKEN = "tok-service-rh-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
