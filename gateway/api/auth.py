@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.api.audit import AuditEntry, Outcome, write_audit
 from gateway.api.context import Ctx
 from gateway.api.errors import ApiError, not_found
 
@@ -106,12 +107,29 @@ async def require_operator(principal: CurrentPrincipal) -> Principal:
 OperatorPrincipal = Annotated[Principal, Depends(require_operator)]
 
 
-async def ensure_patient_visible(ctx: Ctx, principal: Principal, patient_id: str) -> None:
-    """404 unless the caller's organisation follows this patient."""
+async def ensure_patient_visible(
+    ctx: Ctx, principal: Principal, patient_id: str, *, request_id: str, resource: str
+) -> None:
+    """404 unless the caller's organisation follows this patient; a refused lookup is audited
+    (``denied``) first, whether or not the patient exists."""
     async with ctx.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT 1 FROM patient_access WHERE patient_id = %s AND org_id = %s",
             (patient_id, principal.org_id),
         )
         if await cur.fetchone() is None:
+            exists = await conn.execute(
+                "SELECT 1 FROM patients WHERE patient_id = %s", (patient_id,)
+            )
+            await write_audit(
+                conn,
+                AuditEntry(
+                    request_id=request_id,
+                    principal=principal,
+                    patient_id=patient_id if await exists.fetchone() else None,
+                    resource=resource,
+                    target=patient_id,
+                    outcome=Outcome.DENIED,
+                ),
+            )
             raise not_found("patient")

@@ -19,6 +19,7 @@ from gateway.db.schema import (
 TABLES = {
     "orgs", "api_tokens", "patients", "patient_access", "hubs", "devices", "readings",
     "dead_letters", "rules", "alerts", "webhooks", "alert_deliveries", "schema_migrations",
+    "audit_events",
 }  # fmt: skip
 
 
