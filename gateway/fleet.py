@@ -94,6 +94,7 @@ class Org(_Model):
     id: _ID
     name: StrictStr
     kind: Literal["hospital", "gp", "municipality", "operator"]
+    sor: StrictStr | None = Field(default=None, pattern=r"^[0-9]{1,20}$")  # SOR id (OIDC claim)
 
 
 #: Shortest API token a fleet file may declare (a guessable token is no authentication).
@@ -297,9 +298,10 @@ def fleet_statements(fleet: Fleet) -> list[Statement]:
     for o in fleet.orgs:
         out.append(
             (
-                "INSERT INTO orgs (org_id, name, kind) VALUES (%s, %s, %s) ON CONFLICT (org_id) "
-                "DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind",
-                (o.id, o.name, o.kind),
+                "INSERT INTO orgs (org_id, name, kind, sor_id) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (org_id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, "
+                "sor_id = EXCLUDED.sor_id",
+                (o.id, o.name, o.kind, o.sor),
             )
         )
     # a token the fleet no longer declares is revoked (kept for the audit trail)

@@ -121,3 +121,12 @@ class GatewaySettings(BaseSettings):
         default=timedelta(days=93),
         description="Longest time range one readings request may span (else 422).",
     )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OIDC issuer URL; with oidc_audience set, bearer JWTs from it are accepted "
+        "(validated against its JWKS) next to API tokens.",
+    )
+    oidc_audience: str | None = Field(default=None, description="Required `aud` of OIDC tokens.")
+    oidc_algorithms: tuple[str, ...] = Field(
+        default=("RS256", "ES256"), description="Allowed JWT algorithms (never HS*, never none)."
+    )

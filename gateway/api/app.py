@@ -24,6 +24,7 @@ from gateway.api import routes_clinical, routes_ops, sse
 from gateway.api.context import ApiContext, IngesterStats
 from gateway.api.errors import install_error_handlers
 from gateway.api.hygiene import InputHygiene
+from gateway.api.oidc import OidcConfig, OidcVerifier
 from gateway.notify.pool import make_pool
 from gateway.notify.stream import AlertBroadcaster, AlertCallback
 from gateway.notify.tasks import cancel_and_wait
@@ -60,6 +61,7 @@ def create_app(
     query_timeout: float = 15.0,
     acquire_timeout: float = 5.0,
     docs: bool | None = None,
+    oidc: OidcConfig | None = None,
 ) -> FastAPI:
     """The API as an ASGI app.
 
@@ -70,6 +72,7 @@ def create_app(
     connection (then 503 ``database_unavailable``).
     ``app.state.telehub.broadcaster.close_all()`` ends all live streams (call it before stopping
     the server: uvicorn waits for open responses).
+    ``oidc``: accept clinicians' OIDC bearer JWTs (default: from ``settings.oidc_*``).
     ``docs``: serve /openapi.json, /docs and /redoc (default: ``settings.api_docs``).
     """
     settings = (
@@ -79,6 +82,12 @@ def create_app(
     )
     dsn = settings.database_url
     serve_docs = settings.api_docs if docs is None else docs
+    if oidc is None and settings.oidc_issuer and settings.oidc_audience:
+        oidc = OidcConfig(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            algorithms=settings.oidc_algorithms,
+        )
     ctx = ApiContext(
         dsn=dsn,
         pool=make_pool(
@@ -94,6 +103,7 @@ def create_app(
         query_timeout=query_timeout,
         acquire_timeout=acquire_timeout,
         max_range=settings.api_max_range,
+        oidc=OidcVerifier(oidc) if oidc is not None else None,
     )
 
     @asynccontextmanager

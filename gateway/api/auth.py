@@ -17,8 +17,9 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.api.audit import AuditEntry, Outcome, write_audit
-from gateway.api.context import Ctx
+from gateway.api.context import ApiContext, Ctx
 from gateway.api.errors import ApiError, not_found
+from gateway.api.oidc import OidcError, OidcVerifier, looks_like_jwt
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Principal:
     clinician: str | None
     role: Role
     org_kind: str = "hospital"
+    care_team: str | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -72,6 +74,8 @@ async def authenticate(
 ) -> Principal:
     if creds is None or not creds.credentials:
         raise _unauthorized("a bearer token is required", None)
+    if ctx.oidc is not None and looks_like_jwt(creds.credentials):
+        return await _from_jwt(ctx, ctx.oidc, creds.credentials)
     async with ctx.pool.connection() as conn:
         cur = await conn.execute(
             """SELECT t.org_id, t.clinician, t.role, o.kind,
@@ -92,6 +96,28 @@ async def authenticate(
         clinician=clinician,
         role="operator" if role == "operator" else "clinician",
         org_kind=kind,
+    )
+
+
+async def _from_jwt(ctx: ApiContext, verifier: OidcVerifier, token: str) -> Principal:
+    try:
+        claims = await verifier.verify(token)
+    except OidcError as exc:
+        raise _unauthorized(str(exc), "invalid_token") from None
+    async with ctx.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT org_id, kind FROM orgs WHERE org_id = %s OR sor_id = %s",
+            (claims.org, claims.org),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise _unauthorized("the token's organisation is not known here", "invalid_token")
+    return Principal(
+        org_id=row[0],
+        clinician=claims.subject,
+        role="operator" if claims.role == "operator" else "clinician",
+        org_kind=row[1],
+        care_team=claims.care_team,
     )
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from gateway.api.oidc import OidcVerifier
 from gateway.notify.pool import Pool
 from gateway.notify.stream import AlertBroadcaster
 
@@ -28,6 +29,7 @@ class ApiContext:
     query_timeout: float
     acquire_timeout: float
     max_range: timedelta = timedelta(days=93)  # longest readings time range
+    oidc: OidcVerifier | None = None  # clinicians' bearer JWTs (None: API tokens only)
     stream_running: bool = False
 
 

@@ -325,9 +325,17 @@ def _v21(_mode: StorageMode) -> list[str]:
     ]
 
 
+def _v22(_mode: StorageMode) -> list[str]:
+    """An organisation's SOR id: the organisation claim of an OIDC token may name it."""
+    return [
+        "ALTER TABLE orgs ADD COLUMN IF NOT EXISTS sor_id text UNIQUE",
+    ]
+
+
 #: All migrations, in order. Append; never edit one that has shipped.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "central schema", _v1),
     Migration(20, "api token expiry and revocation", _v20),
     Migration(21, "audit events", _v21),
+    Migration(22, "organisation SOR id", _v22),
 )
