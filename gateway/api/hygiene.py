@@ -18,6 +18,10 @@ from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+#: The pattern of every text path/query parameter in the OpenAPI schema: what the middleware lets
+#: through (a client generating requests from the schema never sends what is answered with 400).
+SAFE_TEXT: Final = r"^[^\x00-\x08\x0A-\x1F\x7F]+$"
+
 #: Control characters that no identifier or timestamp of ours contains (TAB is allowed in text).
 _UNSTORABLE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 

@@ -12,12 +12,13 @@ from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Path, Query
 from psycopg.rows import dict_row
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from gateway.api.audit import AuditEntry, Outcome, RequestId, write_audit, write_audits
 from gateway.api.auth import CurrentPrincipal, ensure_patient_visible
 from gateway.api.context import Ctx
 from gateway.api.errors import ApiError, error_responses, not_found
+from gateway.api.hygiene import SAFE_TEXT
 from gateway.api.models import (
     AlertList,
     AlertView,
@@ -30,14 +31,14 @@ from gateway.notify.alerts import ALERT_COLUMNS, ALERTS_CHANNEL, metric_name
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1", responses=error_responses(401, 503))
+router = APIRouter(prefix="/api/v1", responses=error_responses(400, 401, 413, 414, 503))
 
 DEFAULT_RANGE: Final = timedelta(hours=24)
 MAX_READINGS: Final = 10_000
 DEFAULT_READINGS: Final = 1000
 MAX_ALERTS: Final = 1000
 
-PatientId = Annotated[str, Path(min_length=1, max_length=200)]
+PatientId = Annotated[str, Path(min_length=1, max_length=200, pattern=SAFE_TEXT)]
 
 
 @router.get("/patients", summary="Patients followed by the caller's organisation")
@@ -98,12 +99,15 @@ async def list_readings(
         Query(description="End (exclusive), ISO 8601 with offset. Default: now."),
     ] = None,
     mdc: Annotated[
-        list[int] | None, Query(description="Only these MDC metric codes (repeatable).")
+        list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None,
+        Query(description="Only these MDC metric codes (repeatable).", max_length=50),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_READINGS)] = DEFAULT_READINGS,
 ) -> ReadingsPage:
     end = to or datetime.now(UTC)
     start = from_ or end - DEFAULT_RANGE
+    # an out-of-scope patient is 404 whatever the range (and the refused lookup is audited)
+    await ensure_patient_visible(ctx, principal, patient_id, request_id=rid, resource="readings")
     if start >= end:
         raise ApiError(422, "invalid_request", "`from` must be before `to`")
     if end - start > ctx.max_range:
@@ -112,7 +116,6 @@ async def list_readings(
             "invalid_request",
             f"the time range may span at most {ctx.max_range.days} days",
         )
-    await ensure_patient_visible(ctx, principal, patient_id, request_id=rid, resource="readings")
     where = "patient_id = %s AND time >= %s AND time < %s"
     params: list[object] = [patient_id, start, end]
     if mdc:
@@ -169,7 +172,9 @@ async def list_alerts(
     principal: CurrentPrincipal,
     rid: RequestId,
     status: Literal["open", "acknowledged", "all"] = "open",
-    patient_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    patient_id: Annotated[
+        str | None, Query(min_length=1, max_length=200, pattern=SAFE_TEXT)
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ALERTS)] = 100,
 ) -> AlertList:
     where = [

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from gateway.api.auth import CurrentPrincipal, OperatorPrincipal
 from gateway.api.context import Ctx
 from gateway.api.errors import error_responses
+from gateway.api.hygiene import SAFE_TEXT
 from gateway.api.models import (
     DeadLetter,
     DeadLetterList,
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 HEALTH_DB_TIMEOUT: Final = 2.0
 
 health_router = APIRouter()
-router = APIRouter(prefix="/api/v1", responses=error_responses(401, 503))
+router = APIRouter(prefix="/api/v1", responses=error_responses(400, 401, 413, 414, 503))
 
 
 @health_router.get(
@@ -95,7 +96,7 @@ async def list_dead_letters(
     *,
     ctx: Ctx,
     operator: OperatorPrincipal,
-    hub_id: Annotated[str | None, Query(max_length=200)] = None,
+    hub_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=SAFE_TEXT)] = None,
     before_id: Annotated[int | None, Query(ge=1, description="Page: ids below this.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     include_payload: Annotated[bool, Query(description="Include the payload (base64).")] = False,
