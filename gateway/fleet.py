@@ -9,7 +9,8 @@ Example (``fleet.toml``)::
     kind = "hospital"            # hospital | gp | municipality | operator
 
     [[tokens]]
-    token = "change-me-long-random"   # given in clear; stored as sha256
+    token = "change-me-long-random"   # given in clear; stored as sha256; >= 20 characters
+    expires = 2027-01-01T00:00:00Z     # optional
     org = "rh"
     clinician = "Dr. Hansen"
     role = "clinician"           # clinician | operator
@@ -52,7 +53,8 @@ patients, hubs or devices that the file does not list. For each patient the file
 file is authoritative for that patient's care team (``patient_access`` rows of other orgs are
 removed) and for the patient's fleet-declared rules (rules with a ``rule_key`` the file no longer
 lists are disabled, not deleted, because alerts refer to them; rules created elsewhere without a
-``rule_key`` are left alone).
+``rule_key`` are left alone). The file is authoritative for API tokens: a token it no longer
+lists is revoked (the row is kept with ``revoked_at``); listing it again reinstates it.
 """
 
 from __future__ import annotations
@@ -64,11 +66,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -99,13 +102,29 @@ class Org(_Model):
     id: _ID
     name: StrictStr
     kind: Literal["hospital", "gp", "municipality", "operator"]
+    sor: StrictStr | None = Field(default=None, pattern=r"^[0-9]{1,20}$")  # SOR id (OIDC claim)
+
+
+#: Shortest API token a fleet file may declare (a guessable token is no authentication).
+MIN_TOKEN_LENGTH: Final = 20
 
 
 class Token(_Model):
-    token: StrictStr = Field(min_length=1, repr=False)
+    token: StrictStr = Field(repr=False)
     org: _ID
     clinician: StrictStr | None = None
     role: Literal["clinician", "operator"] = "clinician"
+    expires: AwareDatetime | None = None  # None: does not expire
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, v: str) -> str:
+        # the message never includes the token itself
+        if len(v) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"a token must have at least {MIN_TOKEN_LENGTH} characters")
+        if v != v.strip() or any(c.isspace() or not c.isprintable() for c in v):
+            raise ValueError("a token must be printable characters without whitespace")
+        return v
 
     @property
     def sha256(self) -> bytes:
@@ -302,19 +321,29 @@ def fleet_statements(fleet: Fleet) -> list[Statement]:
     for o in fleet.orgs:
         out.append(
             (
-                "INSERT INTO orgs (org_id, name, kind) VALUES (%s, %s, %s) ON CONFLICT (org_id) "
-                "DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind",
-                (o.id, o.name, o.kind),
+                "INSERT INTO orgs (org_id, name, kind, sor_id) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (org_id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, "
+                "sor_id = EXCLUDED.sor_id",
+                (o.id, o.name, o.kind, o.sor),
             )
         )
+    # a token the fleet no longer declares is revoked (kept for the audit trail)
+    out.append(
+        (
+            "UPDATE api_tokens SET revoked_at = now() "
+            "WHERE revoked_at IS NULL AND NOT token_sha256 = ANY(%s)",
+            ([t.sha256 for t in fleet.tokens],),
+        )
+    )
     for t in fleet.tokens:
         out.append(
             (
-                "INSERT INTO api_tokens (token_sha256, org_id, clinician, role) "
-                "VALUES (%s, %s, %s, %s) "
+                "INSERT INTO api_tokens (token_sha256, org_id, clinician, role, expires_at) "
+                "VALUES (%s, %s, %s, %s, %s) "
                 "ON CONFLICT (token_sha256) DO UPDATE SET org_id = EXCLUDED.org_id, "
-                "clinician = EXCLUDED.clinician, role = EXCLUDED.role",
-                (t.sha256, t.org, t.clinician, t.role),
+                "clinician = EXCLUDED.clinician, role = EXCLUDED.role, "
+                "expires_at = EXCLUDED.expires_at, revoked_at = NULL",
+                (t.sha256, t.org, t.clinician, t.role, t.expires),
             )
         )
     for p in fleet.patients:

@@ -89,7 +89,11 @@ class GatewaySettings(BaseSettings):
     )
 
     @field_validator(
-        "session_expiry", "max_future_skew", "partition_maintenance_interval", mode="before"
+        "session_expiry",
+        "max_future_skew",
+        "partition_maintenance_interval",
+        "api_max_range",
+        mode="before",
     )
     @classmethod
     def _seconds(cls, v: object) -> object:
@@ -114,4 +118,28 @@ class GatewaySettings(BaseSettings):
     )
     fhir_push_interval: float = Field(
         default=10.0, gt=0, description="Seconds between FHIR push rounds when idle."
+    )
+    api_docs: bool = Field(
+        default=True,
+        description="Serve the OpenAPI schema (/openapi.json) and the docs pages (/docs, /redoc). "
+        "Switch off in production (TELEHUB_API_DOCS=false): they then answer 404.",
+    )
+    api_max_body_bytes: int = Field(
+        default=64 * 1024, ge=0, description="Largest request body the API accepts (else 413)."
+    )
+    api_max_url_bytes: int = Field(
+        default=8 * 1024, ge=256, description="Longest path + query string (else 414)."
+    )
+    api_max_range: timedelta = Field(
+        default=timedelta(days=93),
+        description="Longest time range one readings request may span (else 422).",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OIDC issuer URL; with oidc_audience set, bearer JWTs from it are accepted "
+        "(validated against its JWKS) next to API tokens.",
+    )
+    oidc_audience: str | None = Field(default=None, description="Required `aud` of OIDC tokens.")
+    oidc_algorithms: tuple[str, ...] = Field(
+        default=("RS256", "ES256"), description="Allowed JWT algorithms (never HS*, never none)."
     )

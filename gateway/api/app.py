@@ -23,6 +23,8 @@ from fastapi.responses import HTMLResponse
 from gateway.api import routes_clinical, routes_ops, routes_worklist, sse
 from gateway.api.context import ApiContext, IngesterStats
 from gateway.api.errors import install_error_handlers
+from gateway.api.hygiene import InputHygiene
+from gateway.api.oidc import OidcConfig, OidcVerifier
 from gateway.fhir import api as fhir_api
 from gateway.notify.pool import make_pool
 from gateway.notify.stream import AlertBroadcaster, AlertCallback
@@ -59,6 +61,8 @@ def create_app(
     pool_max_size: int = 10,
     query_timeout: float = 15.0,
     acquire_timeout: float = 5.0,
+    docs: bool | None = None,
+    oidc: OidcConfig | None = None,
 ) -> FastAPI:
     """The API as an ASGI app.
 
@@ -69,12 +73,22 @@ def create_app(
     connection (then 503 ``database_unavailable``).
     ``app.state.telehub.broadcaster.close_all()`` ends all live streams (call it before stopping
     the server: uvicorn waits for open responses).
+    ``oidc``: accept clinicians' OIDC bearer JWTs (default: from ``settings.oidc_*``).
+    ``docs``: serve /openapi.json, /docs and /redoc (default: ``settings.api_docs``).
     """
-    dsn = (
-        settings_or_dsn.database_url
+    settings = (
+        settings_or_dsn
         if isinstance(settings_or_dsn, GatewaySettings)
-        else settings_or_dsn
+        else GatewaySettings(database_url=settings_or_dsn)
     )
+    dsn = settings.database_url
+    serve_docs = settings.api_docs if docs is None else docs
+    if oidc is None and settings.oidc_issuer and settings.oidc_audience:
+        oidc = OidcConfig(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            algorithms=settings.oidc_algorithms,
+        )
     ctx = ApiContext(
         dsn=dsn,
         pool=make_pool(
@@ -89,6 +103,8 @@ def create_app(
         stuck_grace=stuck_grace,
         query_timeout=query_timeout,
         acquire_timeout=acquire_timeout,
+        max_range=settings.api_max_range,
+        oidc=OidcVerifier(oidc) if oidc is not None else None,
     )
 
     @asynccontextmanager
@@ -119,6 +135,14 @@ def create_app(
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        openapi_url="/openapi.json" if serve_docs else None,
+        docs_url="/docs" if serve_docs else None,
+        redoc_url="/redoc" if serve_docs else None,
+    )
+    app.add_middleware(
+        InputHygiene,
+        max_body_bytes=settings.api_max_body_bytes,
+        max_url_bytes=settings.api_max_url_bytes,
     )
     app.state.telehub = ctx
     install_error_handlers(app)

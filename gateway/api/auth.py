@@ -16,8 +16,10 @@ from typing import Annotated, Literal
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.api.context import Ctx
+from gateway.api.audit import AuditEntry, Outcome, write_audit
+from gateway.api.context import ApiContext, Ctx
 from gateway.api.errors import ApiError, not_found
+from gateway.api.oidc import OidcError, OidcVerifier, looks_like_jwt
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,18 @@ class Principal:
     org_id: str
     clinician: str | None
     role: Role
+    org_kind: str = "hospital"
+    care_team: str | None = None
 
     @property
     def is_operator(self) -> bool:
         return self.role == "operator"
+
+    @property
+    def is_platform_operator(self) -> bool:
+        """An operator of the platform's own organisation (kind ``operator``): also sees hubs
+        that no organisation owns yet."""
+        return self.is_operator and self.org_kind == "operator"
 
     @property
     def actor(self) -> str:
@@ -64,17 +74,50 @@ async def authenticate(
 ) -> Principal:
     if creds is None or not creds.credentials:
         raise _unauthorized("a bearer token is required", None)
+    if ctx.oidc is not None and looks_like_jwt(creds.credentials):
+        return await _from_jwt(ctx, ctx.oidc, creds.credentials)
     async with ctx.pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT org_id, clinician, role FROM api_tokens WHERE token_sha256 = %s",
+            """SELECT t.org_id, t.clinician, t.role, o.kind,
+                      t.revoked_at IS NOT NULL OR (t.expires_at IS NOT NULL
+                                                   AND t.expires_at <= now())
+               FROM api_tokens t JOIN orgs o USING (org_id) WHERE t.token_sha256 = %s""",
             (token_sha256(creds.credentials),),
         )
         row = await cur.fetchone()
     if row is None:
         raise _unauthorized("unknown token", "invalid_token")
-    org_id, clinician, role = row
+    org_id, clinician, role, kind, dead = row
+    if dead:
+        # the same answer as an unknown token: a revoked token reveals nothing
+        raise _unauthorized("unknown token", "invalid_token")
     return Principal(
-        org_id=org_id, clinician=clinician, role="operator" if role == "operator" else "clinician"
+        org_id=org_id,
+        clinician=clinician,
+        role="operator" if role == "operator" else "clinician",
+        org_kind=kind,
+    )
+
+
+async def _from_jwt(ctx: ApiContext, verifier: OidcVerifier, token: str) -> Principal:
+    try:
+        claims = await verifier.verify(token)
+    except OidcError as exc:
+        raise _unauthorized(str(exc), "invalid_token") from None
+    async with ctx.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT org_id, kind FROM orgs WHERE org_id = %s OR sor_id = %s",
+            (claims.org, claims.org),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise _unauthorized("the token's organisation is not known here", "invalid_token")
+    return Principal(
+        org_id=row[0],
+        clinician=claims.subject,
+        role="operator" if claims.role == "operator" else "clinician",
+        org_kind=row[1],
+        care_team=claims.care_team,
     )
 
 
@@ -90,12 +133,29 @@ async def require_operator(principal: CurrentPrincipal) -> Principal:
 OperatorPrincipal = Annotated[Principal, Depends(require_operator)]
 
 
-async def ensure_patient_visible(ctx: Ctx, principal: Principal, patient_id: str) -> None:
-    """404 unless the caller's organisation follows this patient."""
+async def ensure_patient_visible(
+    ctx: Ctx, principal: Principal, patient_id: str, *, request_id: str, resource: str
+) -> None:
+    """404 unless the caller's organisation follows this patient; a refused lookup is audited
+    (``denied``) first, whether or not the patient exists."""
     async with ctx.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT 1 FROM patient_access WHERE patient_id = %s AND org_id = %s",
             (patient_id, principal.org_id),
         )
         if await cur.fetchone() is None:
+            exists = await conn.execute(
+                "SELECT 1 FROM patients WHERE patient_id = %s", (patient_id,)
+            )
+            await write_audit(
+                conn,
+                AuditEntry(
+                    request_id=request_id,
+                    principal=principal,
+                    patient_id=patient_id if await exists.fetchone() else None,
+                    resource=resource,
+                    target=patient_id,
+                    outcome=Outcome.DENIED,
+                ),
+            )
             raise not_found("patient")

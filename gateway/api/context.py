@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from gateway.api.oidc import OidcVerifier
 from gateway.notify.pool import Pool
 from gateway.notify.stream import AlertBroadcaster
 
@@ -26,6 +28,8 @@ class ApiContext:
     stuck_grace: float  # seconds a closed SSE stream may take to drain before it is cut
     query_timeout: float
     acquire_timeout: float
+    max_range: timedelta = timedelta(days=93)  # longest readings time range
+    oidc: OidcVerifier | None = None  # clinicians' bearer JWTs (None: API tokens only)
     stream_running: bool = False
 
 

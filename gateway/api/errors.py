@@ -15,6 +15,10 @@ forbidden              403     the token's role may not use this endpoint
 not_found              404     no such resource *for this organisation* (existence of
                                other organisations' patients and alerts is not revealed)
 method_not_allowed     405
+invalid_request        400     a path/query parameter is not storable text (NUL, control char,
+                               invalid UTF-8) — answered before routing
+payload_too_large      413     request body over the limit
+uri_too_long           414     path + query over the limit
 invalid_request        422     bad query/path parameters or body
 database_unavailable   503     PostgreSQL is unreachable or too slow (retry later)
 internal_error         500
@@ -77,11 +81,16 @@ _STATUS_CODES: Final = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "payload_too_large",
+    414: "uri_too_long",
     422: "invalid_request",
     503: "database_unavailable",
 }
 
 _DESCRIPTIONS: Final = {
+    400: "A path or query parameter is not storable text (NUL, control character, bad UTF-8)",
+    413: "The request body is too large",
+    414: "The URL is too long",
     401: "Missing or unknown bearer token",
     403: "The token's role may not use this endpoint",
     404: "Not found (or not visible to the caller's organisation)",

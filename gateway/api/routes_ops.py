@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from gateway.api.auth import CurrentPrincipal, OperatorPrincipal
 from gateway.api.context import Ctx
 from gateway.api.errors import error_responses
+from gateway.api.hygiene import SAFE_TEXT
 from gateway.api.models import (
     DeadLetter,
     DeadLetterList,
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 HEALTH_DB_TIMEOUT: Final = 2.0
 
 health_router = APIRouter()
-router = APIRouter(prefix="/api/v1", responses=error_responses(401, 503))
+router = APIRouter(prefix="/api/v1", responses=error_responses(400, 401, 413, 414, 503))
 
 
 @health_router.get(
@@ -64,9 +65,11 @@ async def health(ctx: Ctx) -> JSONResponse:
 
 @router.get(
     "/hubs",
-    summary="Presence of the caller's organisation's hubs (operators: all hubs)",
+    summary="Presence of the caller's organisation's hubs",
 )
 async def list_hubs(ctx: Ctx, principal: CurrentPrincipal) -> HubList:
+    """The hubs the caller's organisation owns; a platform operator (an organisation of kind
+    ``operator``) also sees the hubs no organisation owns yet. Never another organisation's."""
     async with ctx.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             """SELECT h.hub_id, h.org_id, h.state, h.last_seen,
@@ -75,8 +78,9 @@ async def list_hubs(ctx: Ctx, principal: CurrentPrincipal) -> HubList:
                                  'device_id', d.device_id, 'model', d.model,
                                  'last_seen', d.last_seen) ORDER BY d.device_id)
                              FROM devices d WHERE d.hub_id = h.hub_id), '[]'::json) AS devices
-               FROM hubs h WHERE %s OR h.org_id = %s ORDER BY h.hub_id""",
-            (principal.is_operator, principal.org_id),
+               FROM hubs h WHERE h.org_id = %s OR (%s AND h.org_id IS NULL)
+               ORDER BY h.hub_id""",
+            (principal.org_id, principal.is_platform_operator),
         )
         rows = await cur.fetchall()
     return HubList(hubs=[HubOut.model_validate(r) for r in rows])
@@ -84,33 +88,43 @@ async def list_hubs(ctx: Ctx, principal: CurrentPrincipal) -> HubList:
 
 @router.get(
     "/dead-letters",
-    summary="Messages and readings the ingester rejected (operator role only)",
+    summary="Messages and readings the ingester rejected from the caller's organisation's hubs "
+    "(operator role only)",
     responses=error_responses(403, 422),
 )
 async def list_dead_letters(
     *,
     ctx: Ctx,
-    _operator: OperatorPrincipal,
-    hub_id: Annotated[str | None, Query(max_length=200)] = None,
+    operator: OperatorPrincipal,
+    hub_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=SAFE_TEXT)] = None,
     before_id: Annotated[int | None, Query(ge=1, description="Page: ids below this.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     include_payload: Annotated[bool, Query(description="Include the payload (base64).")] = False,
 ) -> DeadLetterList:
-    where = ["TRUE"]
-    params: list[object] = []
+    """Scoped to the hubs of the operator's organisation, so a payload (which carries patient
+    data) of another organisation's hub is never visible. A platform operator (organisation kind
+    ``operator``) also sees dead letters of hubs no organisation owns (unknown or unassigned)."""
+    where = [
+        "(EXISTS (SELECT 1 FROM hubs h WHERE h.hub_id = dl.hub_id AND h.org_id = %s) OR "
+        "(%s AND NOT EXISTS (SELECT 1 FROM hubs h WHERE h.hub_id = dl.hub_id "
+        "AND h.org_id IS NOT NULL)))"
+    ]
+    params: list[object] = [operator.org_id, operator.is_platform_operator]
     if hub_id is not None:
-        where.append("hub_id = %s")
+        where.append("dl.hub_id = %s")
         params.append(hub_id)
     if before_id is not None:
-        where.append("id < %s")
+        where.append("dl.id < %s")
         params.append(before_id)
     params.append(limit)
     async with ctx.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"""SELECT id, received_at, hub_id, topic, reading_key, reason,
-                    octet_length(payload) AS payload_size,
-                    CASE WHEN {"TRUE" if include_payload else "FALSE"} THEN payload END AS payload
-                FROM dead_letters WHERE {" AND ".join(where)} ORDER BY id DESC LIMIT %s""",
+            f"""SELECT dl.id, dl.received_at, dl.hub_id, dl.topic, dl.reading_key, dl.reason,
+                    octet_length(dl.payload) AS payload_size,
+                    CASE WHEN {"TRUE" if include_payload else "FALSE"} THEN dl.payload END
+                        AS payload
+                FROM dead_letters dl WHERE {" AND ".join(where)}
+                ORDER BY dl.id DESC LIMIT %s""",
             params,
         )
         rows = await cur.fetchall()
@@ -125,7 +139,7 @@ async def list_dead_letters(
 
 @router.get(
     "/webhook-deliveries",
-    summary="Webhook deliveries of the caller's organisation (operators: all)",
+    summary="Webhook deliveries of the caller's organisation",
     responses=error_responses(422),
 )
 async def list_deliveries(
@@ -152,11 +166,10 @@ async def list_deliveries(
                          THEN d.next_attempt_at END AS next_attempt_at,
                     d.delivered_at, d.last_error
                 FROM alert_deliveries d JOIN webhooks w USING (webhook_id)
-                WHERE ({status_sql}) AND (%(all_orgs)s OR w.org_id = %(org)s)
+                WHERE ({status_sql}) AND w.org_id = %(org)s
                 ORDER BY d.alert_id DESC, d.webhook_id LIMIT %(limit)s""",
             {
                 "failed": FAILED_SENTINEL,
-                "all_orgs": principal.is_operator,
                 "org": principal.org_id,
                 "limit": limit,
             },

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from gateway.alerting import store
+from gateway.api.audit import RequestId
 from gateway.api.auth import CurrentPrincipal, Principal, ensure_patient_visible
 from gateway.api.context import Ctx
 from gateway.api.errors import ApiError, error_responses, not_found
@@ -107,6 +108,7 @@ async def list_worklist(
     *,
     ctx: Ctx,
     principal: CurrentPrincipal,
+    rid: RequestId,
     state: Literal["live", "pending", "open", "acknowledged", "resolved", "all"] = "live",
     patient_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ITEMS)] = 100,
@@ -119,7 +121,9 @@ async def list_worklist(
         where.append("a.state = %s")
         params.append(state)
     if patient_id is not None:
-        await ensure_patient_visible(ctx, principal, patient_id)
+        await ensure_patient_visible(
+            ctx, principal, patient_id, request_id=rid, resource="worklist"
+        )
         where.append("a.patient_id = %s")
         params.append(patient_id)
     params.append(limit)

@@ -405,10 +405,54 @@ def _v10(mode: StorageMode) -> list[str]:
     ]
 
 
+def _v20(_mode: StorageMode) -> list[str]:
+    """API tokens expire and are revoked (kept, for the audit trail) when the fleet drops them."""
+    return [
+        "ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS expires_at timestamptz",
+        "ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS revoked_at timestamptz",
+    ]
+
+
+def _v21(_mode: StorageMode) -> list[str]:
+    """The audit trail of patient-data reads (allowed and denied lookups). ``patient_id`` is
+    null for a denied lookup of an id that names no patient; ``target`` is the id asked for."""
+    return [
+        """
+        CREATE TABLE IF NOT EXISTS audit_events (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at timestamptz NOT NULL DEFAULT now(),
+            request_id text NOT NULL,
+            actor text NOT NULL,
+            org_id text NOT NULL,
+            role text NOT NULL,
+            patient_id text,
+            resource text NOT NULL,
+            target text,
+            outcome text NOT NULL CHECK (outcome IN ('allowed', 'denied')),
+            range_from timestamptz,
+            range_to timestamptz,
+            row_count integer,
+            purpose text NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS audit_events_patient ON audit_events (patient_id, at DESC)",
+        "CREATE INDEX IF NOT EXISTS audit_events_org ON audit_events (org_id, at DESC)",
+    ]
+
+
+def _v22(_mode: StorageMode) -> list[str]:
+    """An organisation's SOR id: the organisation claim of an OIDC token may name it."""
+    return [
+        "ALTER TABLE orgs ADD COLUMN IF NOT EXISTS sor_id text UNIQUE",
+    ]
+
+
 #: All migrations, in order. Append; never edit one that has shipped.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "central schema", _v1),
     Migration(10, "clinical alerting: rule versions, alert lifecycle, occurrences, events", _v10),
+    Migration(20, "api token expiry and revocation", _v20),
+    Migration(21, "audit events", _v21),
+    Migration(22, "organisation SOR id", _v22),
     Migration(30, "FHIR push outbox", _v30),
     Migration(40, "lifecycle: retention per data class, job runs, aggregate state", lifecycle.v40),
     Migration(41, "lifecycle: hourly and daily aggregates per patient and metric", lifecycle.v41),

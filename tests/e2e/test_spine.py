@@ -37,8 +37,8 @@ from wire.mqtt import MqttClient, MqttSettings
 
 pytestmark = pytest.mark.integration
 
-TOKEN_HOSPITAL = "e2e-hospital-token"
-TOKEN_OTHER_GP = "e2e-other-gp-token"
+TOKEN_HOSPITAL = "e2e-hospital-token-0123"
+TOKEN_OTHER_GP = "e2e-other-gp-token-0123"
 SECRET = "e2e-webhook-secret"
 Hook = tuple[dict[str, str], bytes]
 

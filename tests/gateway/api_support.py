@@ -29,9 +29,10 @@ from gateway.fleet import Fleet, apply_fleet
 from gateway.service import api_server
 
 TOKENS = {
-    "rh": "tok-rh-hansen",  # hospital clinician
-    "gp": "tok-gp-berg",  # GP clinician
-    "ops": "tok-ops",  # operator
+    "rh": "tok-rh-hansen-0123456789",  # hospital clinician
+    "gp": "tok-gp-berg-0123456789",  # GP clinician
+    "ops": "tok-ops-platform-0123456789",  # platform operator (org kind operator)
+    "rh-ops": "tok-rh-operator-0123456789",  # operator of the hospital's own hubs
 }
 
 FLEET = Fleet.from_dict(
@@ -45,6 +46,7 @@ FLEET = Fleet.from_dict(
             {"token": TOKENS["rh"], "org": "rh", "clinician": "Dr. Hansen"},
             {"token": TOKENS["gp"], "org": "gp", "clinician": "Dr. Berg"},
             {"token": TOKENS["ops"], "org": "ops", "clinician": "ops-1", "role": "operator"},
+            {"token": TOKENS["rh-ops"], "org": "rh", "clinician": "rh-it", "role": "operator"},
         ],
         "patients": [
             {"id": "p-001", "display_name": "Anna A.", "orgs": ["rh", "gp"]},

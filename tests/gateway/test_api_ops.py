@@ -92,7 +92,7 @@ async def test_health_503_when_database_unreachable(unused_tcp_port: int) -> Non
         )
 
 
-async def test_hubs_presence_scoped_to_org_and_all_for_operator(
+async def test_hubs_presence_scoped_to_the_callers_org_for_every_role(
     db: str, client: httpx.AsyncClient
 ) -> None:
     status = {
@@ -130,11 +130,20 @@ async def test_hubs_presence_scoped_to_org_and_all_for_operator(
             }
         ]
     }
-    r = await client.get("/api/v1/hubs", headers=auth("ops"))
+    # an operator sees only their own organisation's hubs (and devices), never another's
+    r = await client.get("/api/v1/hubs", headers=auth("rh-ops"))
     assert [(h["hub_id"], h["state"], h["outbox"]) for h in r.json()["hubs"]] == [
-        ("hub-gp-1", "unknown", None),
         ("hub-rh-1", "online", status["outbox"]),
     ]
+    r = await client.get("/api/v1/hubs", headers=auth("gp"))
+    assert [h["hub_id"] for h in r.json()["hubs"]] == ["hub-gp-1"]
+    # the platform operator sees the hubs nobody owns yet, not the organisations' hubs
+    with psycopg.connect(db) as conn:
+        conn.execute("INSERT INTO hubs (hub_id) VALUES ('hub-unassigned')")
+    r = await client.get("/api/v1/hubs", headers=auth("ops"))
+    assert [h["hub_id"] for h in r.json()["hubs"]] == ["hub-unassigned"]
+    r = await client.get("/api/v1/hubs", headers=auth("rh-ops"))
+    assert [h["hub_id"] for h in r.json()["hubs"]] == ["hub-rh-1"]
 
 
 async def test_dead_letters_operator_only_with_paging(db: str, client: httpx.AsyncClient) -> None:
@@ -157,7 +166,7 @@ async def test_dead_letters_operator_only_with_paging(db: str, client: httpx.Asy
         {"error": {"code": "forbidden", "message": "operator role required", "details": None}},
     )
 
-    r = await client.get("/api/v1/dead-letters", params={"limit": 2}, headers=auth("ops"))
+    r = await client.get("/api/v1/dead-letters", params={"limit": 2}, headers=auth("rh-ops"))
     assert r.status_code == 200
     page = r.json()
     assert [
@@ -175,12 +184,39 @@ async def test_dead_letters_operator_only_with_paging(db: str, client: httpx.Asy
     r = await client.get(
         "/api/v1/dead-letters",
         params={"before_id": page["next_before_id"], "include_payload": "true"},
-        headers=auth("ops"),
+        headers=auth("rh-ops"),
     )
     assert [(d["reading_key"], d["payload_base64"]) for d in r.json()["dead_letters"]] == [
         ("k0", "ew==")
     ]
     assert r.json()["next_before_id"] is None
+
+
+async def test_dead_letters_of_another_orgs_hub_are_never_visible(
+    db: str, client: httpx.AsyncClient
+) -> None:
+    """Found by the issue: a municipality's operator read another organisation's patient
+    readings through ?include_payload=true. Each operator sees only its own hubs' rejects."""
+    with psycopg.connect(db) as conn:
+        for hub in ("hub-rh-1", "hub-gp-1", "hub-unknown"):
+            conn.execute(
+                "INSERT INTO dead_letters (hub_id, topic, reading_key, reason, payload) "
+                "VALUES (%s, %s, %s, 'unit: bad', %s)",
+                (hub, f"telehub/v1/hubs/{hub}/readings", f"k-{hub}", hub.encode()),
+            )
+    params = {"include_payload": "true"}
+    r = await client.get("/api/v1/dead-letters", params=params, headers=auth("rh-ops"))
+    assert [d["hub_id"] for d in r.json()["dead_letters"]] == ["hub-rh-1"]
+    # filtering by another organisation's hub id gives nothing (not an error that confirms it)
+    r = await client.get(
+        "/api/v1/dead-letters", params={**params, "hub_id": "hub-gp-1"}, headers=auth("rh-ops")
+    )
+    assert (r.status_code, r.json()["dead_letters"]) == (200, [])
+    # the platform operator sees the rejects of hubs that no organisation owns, only those
+    r = await client.get("/api/v1/dead-letters", params=params, headers=auth("ops"))
+    assert [
+        (d["hub_id"], base64.b64decode(d["payload_base64"])) for d in r.json()["dead_letters"]
+    ] == [("hub-unknown", b"hub-unknown")]
 
 
 async def test_webhook_deliveries_by_status(db: str, client: httpx.AsyncClient) -> None:
@@ -219,13 +255,17 @@ async def test_webhook_deliveries_by_status(db: str, client: httpx.AsyncClient) 
         0,
     )
     assert pending["next_attempt_at"] is not None
+    # an operator sees its own organisation's deliveries only (target URLs are the org's)
     r = await client.get(
-        "/api/v1/webhook-deliveries", params={"status": "all"}, headers=auth("ops")
+        "/api/v1/webhook-deliveries", params={"status": "all"}, headers=auth("rh-ops")
     )
     assert [(d["webhook_id"], d["status"]) for d in r.json()["deliveries"]] == [
         (hook_rh, "failed"),
-        (hook_gp, "pending"),
     ]
+    r = await client.get(
+        "/api/v1/webhook-deliveries", params={"status": "all"}, headers=auth("ops")
+    )
+    assert r.json()["deliveries"] == []
 
 
 async def test_unknown_route_and_method_use_the_error_model(client: httpx.AsyncClient) -> None:

@@ -38,6 +38,7 @@ TABLES = {
     "alert_rule_versions", "clinical_alerts", "alert_occurrences", "alert_event",
     "patient_suppressions",
     "fhir_outbox", "fhir_push_state",  # migration 30 (FHIR push)
+    "audit_events",
 }  # fmt: skip
 #: what the lifecycle migrations add on plain PostgreSQL
 PARTITIONED_TABLES = TABLES | {

@@ -36,12 +36,12 @@ name = "Lægehuset"
 kind = "gp"
 
 [[tokens]]
-token = "secret-token-rh"
+token = "secret-token-rh-0123456789"
 org = "rh"
 clinician = "Dr. Hansen"
 
 [[tokens]]
-token = "secret-token-ops"
+token = "secret-token-ops-0123456789"
 org = "rh"
 role = "operator"
 
@@ -92,8 +92,8 @@ def _expected() -> Fleet:
             Org(id="gp1", name="Lægehuset", kind="gp"),
         ],
         tokens=[
-            Token(token="secret-token-rh", org="rh", clinician="Dr. Hansen"),
-            Token(token="secret-token-ops", org="rh", role="operator"),
+            Token(token="secret-token-rh-0123456789", org="rh", clinician="Dr. Hansen"),
+            Token(token="secret-token-ops-0123456789", org="rh", role="operator"),
         ],
         patients=[Patient(id="p-001", display_name="Test Patient", orgs=["rh", "gp1"])],
         hubs=[Hub(id="hub-001", org="rh")],
@@ -213,8 +213,8 @@ def test_apply_fleet_is_idempotent_and_hashes_tokens(fresh_db: str) -> None:
     assert first == {
         "orgs": [("gp1", "Lægehuset", "gp"), ("rh", "Rigshospitalet", "hospital")],
         "api_tokens": [
-            (sha(b"secret-token-rh").digest(), "rh", "Dr. Hansen", "clinician"),
-            (sha(b"secret-token-ops").digest(), "rh", None, "operator"),
+            (sha(b"secret-token-rh-0123456789").digest(), "rh", "Dr. Hansen", "clinician"),
+            (sha(b"secret-token-ops-0123456789").digest(), "rh", None, "operator"),
         ],
         "patients": [("p-001", "Test Patient")],
         "patient_access": [("p-001", "gp1"), ("p-001", "rh")],

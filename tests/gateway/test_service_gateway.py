@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ from wire.mqtt import MqttClient, MqttSettings
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "tok-service-rh"
+TOKEN = "tok-service-rh-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -103,7 +104,7 @@ async def test_reading_to_stream_webhook_and_api_then_graceful_stop(
                 r = await http.get(
                     "/api/v1/patients/p1/readings",
                     headers=HEADERS,
-                    params={"from": "2000-01-01T00:00:00Z"},
+                    params={"from": (datetime.now(UTC) - timedelta(days=90)).isoformat()},
                 )
                 assert [x["value"] for x in r.json()["readings"]] == ["97", "87.0"]
                 assert (await http.get("/health")).json()["ingester"]["stored"] == 2
