@@ -20,14 +20,18 @@ from gateway.api.audit import RequestId
 from gateway.api.auth import CurrentPrincipal, Principal, ensure_patient_visible
 from gateway.api.context import Ctx
 from gateway.api.errors import ApiError, error_responses, not_found
+from gateway.api.hygiene import SAFE_TEXT
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1/worklist", responses=error_responses(401, 503))
+router = APIRouter(prefix="/api/v1/worklist", responses=error_responses(400, 401, 413, 414, 503))
 
 MAX_ITEMS: Final = 1000
 AlertId = Annotated[int, Path(ge=1)]
-_Text = Annotated[str, Field(max_length=2000)]
+#: Free text (notes, reasons) may hold newlines and tabs but never NUL, which PostgreSQL text
+#: cannot store.
+_NO_NUL: Final = r"^[^\x00]*$"
+_Text = Annotated[str, Field(max_length=2000, pattern=_NO_NUL)]
 
 
 class _In(BaseModel):
@@ -39,14 +43,14 @@ class AckIn(_In):
 
 
 class AssignIn(_In):
-    assignee: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+    assignee: Annotated[str, Field(min_length=1, max_length=200, pattern=SAFE_TEXT)] | None = Field(
         description="A clinician; null returns the alert to the care team."
     )
 
 
 class SnoozeIn(_In):
     until: AwareDatetime
-    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=_NO_NUL)]
 
 
 class ResolveIn(_In):
@@ -103,14 +107,20 @@ _VISIBLE: Final = (
 )
 
 
-@router.get("", summary="Clinical alerts of the patients the caller's organisation follows")
+@router.get(
+    "",
+    summary="Clinical alerts of the patients the caller's organisation follows",
+    responses=error_responses(404, 422),
+)
 async def list_worklist(
     *,
     ctx: Ctx,
     principal: CurrentPrincipal,
     rid: RequestId,
     state: Literal["live", "pending", "open", "acknowledged", "resolved", "all"] = "live",
-    patient_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    patient_id: Annotated[
+        str | None, Query(min_length=1, max_length=200, pattern=SAFE_TEXT)
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ITEMS)] = 100,
 ) -> WorklistPage:
     where = [_VISIBLE]
