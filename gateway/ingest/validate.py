@@ -8,6 +8,10 @@ Message level (a failure rejects the whole message, dead-lettered with the whole
    schema (``schema``), 6. no NUL character in ``hub``/``msg_id`` (``nul``),
 7. ``hub`` equals the hub in the topic (``hub-mismatch``: a hub may only publish for itself).
 
+Every whole-message reject carries the ``msg_id`` when it can be read (from the JSON, or for
+``size``/``utf8``/``json`` from the raw bytes, :func:`msg_id_of_bytes`) so the hub gets a receipt
+and stops re-sending (docs/protocol.md, "Receipt").
+
 Reading level (each reading of a valid message on its own; a failure dead-letters that reading's
 JSON, the others are still stored). Checked here, in order:
 
