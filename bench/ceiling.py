@@ -16,7 +16,6 @@ Two shapes are timed and the faster one is *the* ceiling:
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,8 +30,6 @@ from gateway.db.schema import READINGS_INSERT_COLUMNS
 from gateway.ingest.model import NormalizedReading
 from gateway.ingest.store import COPY_TYPES
 from gateway.ingest.validate import check_reading
-
-log = logging.getLogger(__name__)
 
 _COLS = ", ".join(READINGS_INSERT_COLUMNS)
 

@@ -13,7 +13,6 @@ readings of the latency runs, which do (SpO2 85 %), one per probe patient.
 
 from __future__ import annotations
 
-import logging
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -29,8 +28,6 @@ from drivers.pulse_oximeter import PlxContinuousRecord, SpO2PR
 from edge.readings import RecordContext, to_readings
 from gateway.fleet import Device, Fleet, Hub, Org, Patient, Rule, Webhook
 from wire import contract
-
-log = logging.getLogger(__name__)
 
 SPO2_MDC: Final = 150456
 READINGS_PER_RECORD: Final = 3

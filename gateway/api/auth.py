@@ -9,7 +9,6 @@ else answers 404 as if it did not exist.
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -18,8 +17,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.api.context import Ctx
 from gateway.api.errors import ApiError, not_found
-
-log = logging.getLogger(__name__)
 
 Role = Literal["clinician", "operator"]
 
