@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import psycopg
 from pydantic import ValidationError
@@ -59,7 +60,7 @@ def db_command(action: str, *, database_url: str | None, fleet: str | None) -> i
     try:
         if action == "migrate":
             mode = migrate(settings.database_url)
-            log.warning("database migrated: readings storage is %s", mode)
+            sys.stdout.write(f"database migrated: readings storage is {mode}\n")  # the result
             return 0
         if fleet is None:
             log.error("telehub db seed needs a fleet file (TOML)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -177,3 +178,23 @@ def test_driver_resolution_errors() -> None:
         resolve_serial_driver(registry, DeviceBinding(usb="10c4:ea60", patient="p")).key
         == "contec-cms50d"
     )
+
+
+async def test_open_failure_is_visible_once_per_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    not_a_tty = tmp_path / "ttyUSB9"
+    not_a_tty.write_bytes(b"")
+    binding = DeviceBinding(port=str(not_a_tty), driver="nonin-df8", patient="patient-a")
+    env = make_env(tmp_path, binding)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO, logger="edge.sessions.serial"):
+        task = asyncio.create_task(run_serial_session(env, binding, stop))
+        try:
+            await until(lambda: env.state.counters["serial.open_failed"] >= 2)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 5)
+    failures = [r for r in caplog.records if "cannot open" in r.getMessage()]
+    assert [r.levelno for r in failures][:2] == [logging.WARNING, logging.INFO]
+    assert str(not_a_tty) in failures[0].getMessage()
