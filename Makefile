@@ -45,6 +45,7 @@ test: $(STAMP) $(PGLITE)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests/drivers -q --cov=drivers --cov-branch \
 		--cov-report=term-missing:skip-covered --cov-fail-under=100
 	$(BIN)/python -m pytest --ignore=tests/drivers $(ARGS)
@@ -52,6 +53,7 @@ test: $(STAMP) $(PGLITE)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

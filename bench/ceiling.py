@@ -16,7 +16,6 @@ Two shapes are timed and the faster one is *the* ceiling:
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,8 +29,6 @@ from bench.generate import Workload
 from gateway.db.readings import COPY_TYPES, READINGS_INSERT_COLUMNS
 from gateway.ingest.model import NormalizedReading
 from gateway.ingest.validate import check_reading
-
-log = logging.getLogger(__name__)
 
 _COLS = ", ".join(READINGS_INSERT_COLUMNS)
 

@@ -16,7 +16,6 @@ agent's reconnect until the outbox is back to its live level, ``replay rate = re
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sqlite3
 import subprocess
@@ -31,8 +30,6 @@ from bench.edge_agent import DEVICES, HUB, PATIENT
 from bench.generate import Household
 from bench.ingest import Ingesters
 from bench.proxy import LinkProxy
-
-log = logging.getLogger(__name__)
 
 _TICK = os.sysconf("SC_CLK_TCK")
 

@@ -26,8 +26,6 @@ from simulators.devices.heart_rate import HeartRateStrap
 from simulators.devices.pulse_oximeter import PulseOximeter
 from simulators.physiology import Physiology, Profile
 
-log = logging.getLogger(__name__)
-
 HUB: Final = "bench-edge-hub"
 PATIENT: Final = "bench-edge-p1"
 #: (address, kind): three PLX oximeters at 1 Hz (3 readings per record) and a heart-rate strap

@@ -13,7 +13,6 @@ readings of the latency runs, which do (SpO2 85 %), one per probe patient.
 
 from __future__ import annotations
 
-import logging
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -33,8 +32,6 @@ from wire import contract
 
 #: when the benchmark's programmes take effect (before any generated reading)
 PROGRAMMES_FROM = datetime(2020, 1, 1, tzinfo=UTC)
-
-log = logging.getLogger(__name__)
 
 SPO2_MDC: Final = 150456
 READINGS_PER_RECORD: Final = 3

@@ -17,7 +17,6 @@ that every reading is in ``readings`` exactly once.
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 import threading
@@ -33,8 +32,6 @@ from bench.cpu import CpuMeter
 from bench.generate import Message
 from bench.profile import Profiler
 from bench.publisher import PublisherResult, publish
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

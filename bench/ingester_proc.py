@@ -27,8 +27,6 @@ from typing import Any
 from gateway.ingest import Ingester, StoredBatch
 from gateway.settings import GatewaySettings
 
-log = logging.getLogger(__name__)
-
 
 def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")

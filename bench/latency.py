@@ -16,7 +16,6 @@ their own record monotonic arrival times:
 
 from __future__ import annotations
 
-import logging
 import math
 import multiprocessing as mp
 import statistics
@@ -34,8 +33,6 @@ from bench.generate import Household, Message, Workload, make_workload, messages
 from bench.ingest import Ingesters
 from bench.publisher import interleave_send_times, publish
 from wire import contract
-
-log = logging.getLogger(__name__)
 
 PROBES_PER_SECOND = 10
 

@@ -26,8 +26,6 @@ from bench.cpu import CpuMeter
 from bench.generate import Message
 from bench.publisher import publish
 
-log = logging.getLogger(__name__)
-
 _INSERT = (
     "INSERT INTO readings (time, key, patient_id, hub_id, device_id, source, kind, mdc, loinc, "
     "unit, mdc_unit, value, special, orig_value, orig_unit, panel, grp, flags, time_source, "

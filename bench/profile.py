@@ -10,7 +10,6 @@ samples inside a few functions of interest, innermost or not (``inclusive``).
 
 from __future__ import annotations
 
-import logging
 import shutil
 import signal
 import subprocess
@@ -18,8 +17,6 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 RATE = 200
 #: function name -> label, for the inclusive shares

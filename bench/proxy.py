@@ -8,11 +8,8 @@ connection drops). Small traffic only (one hub), so plain threads.
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 import threading
-
-log = logging.getLogger(__name__)
 
 
 class LinkProxy:

@@ -14,7 +14,6 @@ Messages are assigned to publishers by hub, so each hub's messages leave in orde
 
 from __future__ import annotations
 
-import logging
 import multiprocessing as mp
 import socket
 import struct
@@ -27,8 +26,6 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.generate import Message
-
-log = logging.getLogger(__name__)
 
 _CONNACK = b"\x20\x02\x00\x00"
 

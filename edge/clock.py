@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import logging
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,8 +22,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from wire.contract import HubClock
-
-log = logging.getLogger(__name__)
 
 TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
 FLAG_AMBIGUOUS = "time-ambiguous"

@@ -163,7 +163,7 @@ class Uplink:
             client.ack(msg)
         await self._publish_status(client, "online")
         self.connected.set()
-        log.info("hub %s online (outbox %d pending)", self.hub, self.outbox.stats().pending)
+        log.warning("hub %s online (outbox %d pending)", self.hub, self.outbox.stats().pending)
         tasks = {
             asyncio.create_task(self._receiver(client), name="uplink-receiver"),
             asyncio.create_task(self._publisher(client), name="uplink-publisher"),
@@ -220,6 +220,13 @@ class Uplink:
             return
         done = [*receipt.stored, *receipt.duplicates]
         rejected = [(r.key, r.reason) for r in receipt.rejected if r.key is not None]
+        whole = [r.reason for r in receipt.rejected if r.key is None]
+        if whole:
+            # the message was rejected as a whole (key null): none of its readings is re-sent
+            named = {*done, *(k for k, _ in rejected)}
+            rejected += [
+                (k, whole[0]) for k in self.outbox.in_flight(receipt.msg_id) if k not in named
+            ]
         removed = self.outbox.apply_receipt(done, rejected)
         self.state.count("uplink.receipts")
         self.state.count("uplink.stored", len(receipt.stored))

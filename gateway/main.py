@@ -67,7 +67,7 @@ def db_command(action: str, *, database_url: str | None, fleet: str | None) -> i
             return 0
         if action == "migrate":
             mode = migrate(settings.database_url)
-            log.warning("database migrated: readings storage is %s", mode)
+            sys.stdout.write(f"database migrated: readings storage is {mode}\n")  # the result
             return 0
         if fleet is None:
             log.error("telehub db seed needs a fleet file (TOML)")

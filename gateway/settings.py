@@ -5,11 +5,31 @@ Shared by the ingester (:mod:`gateway.ingest`) and the API service (``gateway.se
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Literal
+from typing import Final, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: TELEHUB_* variables that are not gateway settings: the CLI's log level, the test and bench
+#: harness (prefixes).
+OTHER_VARIABLES: Final = frozenset({"TELEHUB_LOG_LEVEL"})
+OTHER_PREFIXES: Final = ("TELEHUB_TEST_", "TELEHUB_BENCH_")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``TELEHUB_*`` names in ``environ`` that configure nothing (a misspelt setting)."""
+    known = {f"TELEHUB_{name.upper()}" for name in GatewaySettings.model_fields}
+    return sorted(
+        name
+        for name in environ
+        if (u := name.upper()).startswith("TELEHUB_")
+        and u not in known
+        and u not in OTHER_VARIABLES
+        and not u.startswith(OTHER_PREFIXES)
+    )
 
 
 class GatewaySettings(BaseSettings):
@@ -87,6 +107,16 @@ class GatewaySettings(BaseSettings):
         gt=0,
         description="Seconds a batch transaction may take before it is abandoned (not acked).",
     )
+
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> Self:
+        """A misspelt variable (TELEHUB_SHARED_SUBSCRIPTION for ..._GROUP) fails loudly."""
+        if unknown := unknown_variables(os.environ):
+            raise ValueError(
+                f"unknown environment variable(s) {', '.join(unknown)}: not a TELEHUB_* "
+                "setting (see docs/operations.md)"
+            )
+        return self
 
     @field_validator(
         "session_expiry",

@@ -15,8 +15,6 @@ from simulators.clock import SimTime
 from simulators.physiology import Physiology, Profile
 from simulators.serial import ContecCms50d, NoninSerial, PtyDevice
 
-log = logging.getLogger(__name__)
-
 
 def _output(text: str) -> None:
     """CLI output."""

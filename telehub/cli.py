@@ -60,6 +60,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         api_port=args.api_port,
         data_dir=Path(args.data_dir),
         seed=args.seed,
+        keep_state=args.keep_state,
     )
     return _run_until_signal(lambda stop: run_demo(opts, stop))
 
@@ -109,7 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="use this PostgreSQL instead of an embedded one",
     )
     d.add_argument("--api-port", type=int, default=8080)
-    d.add_argument("--data-dir", default="var/demo", help="embedded database and hub outboxes")
+    d.add_argument(
+        "--data-dir",
+        default="var/demo",
+        help="where the embedded database and hub outboxes live (default var/demo)",
+    )
+    d.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="keep the last run's database and outboxes (default: start fresh, so alerts are "
+        "raised again)",
+    )
     d.add_argument("--seed", type=int, default=7)
     d.set_defaults(func=_cmd_demo)
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -62,7 +63,20 @@ class DemoOptions:
     api_port: int = 8080
     data_dir: Path = Path("var/demo")
     seed: int = 7
+    keep_state: bool = False  # reuse the embedded database and hub outboxes of the last run
     reading_interval: float = 8.0  # seconds between spot measurements at each household
+
+
+#: What the demo keeps under its data directory (and removes for a fresh run).
+STATE_DIRS = ("postgres", "hubs")
+
+
+def fresh_state(data_dir: Path) -> None:
+    """Remove the previous run's embedded database and hub outboxes (only those), so every run
+    starts from nothing and its alerts are raised again. An external ``--database-url`` is never
+    touched."""
+    for name in STATE_DIRS:
+        shutil.rmtree(data_dir / name, ignore_errors=True)
 
 
 class Console:
@@ -214,6 +228,8 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO = sys.std
     console = Console(out)
     started = datetime.now(UTC)
     data_dir = opts.data_dir.resolve()
+    if not opts.keep_state:
+        fresh_state(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:

@@ -16,8 +16,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
-
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -37,6 +37,10 @@ NOTIFY_QUEUE = 1024
 #: ``sink(address, characteristic, data)``: keep a notification the queue had no room for.
 OverflowSink = Callable[[str, str, bytes], None]
 DISCONNECT_TIMEOUT = 10.0
+NO_BLUEZ = (
+    "BlueZ is not reachable (no D-Bus system bus or bluetoothd): install and start it "
+    "(apt-get install bluez; systemctl enable --now bluetooth), or select the simulated radio"
+)
 
 
 def _bleak_errors() -> tuple[type[BaseException], ...]:
@@ -83,6 +87,10 @@ class BleakTransport:
             )
         except TimeoutError as exc:
             raise TransportError(f"scan did not finish within {timeout + 10.0:.0f}s") from exc
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            # bleak reaches BlueZ over the D-Bus system bus; without it the error is a bare
+            # "[Errno 2] No such file or directory"
+            raise TransportError(f"scan failed: {NO_BLUEZ} ({exc})") from exc
         except self._errors as exc:
             raise TransportError(f"scan failed: {exc}") from exc
         out: list[Advertisement] = []

@@ -19,26 +19,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-BASE_UUID_SUFFIX = "-0000-1000-8000-00805f9b34fb"
+from drivers import uuids
 
 NotifyHandler = Callable[[bytes], Awaitable[None]]
 
-
-def uuid16(short: int) -> str:
-    """The full 128-bit UUID string of a 16-bit Bluetooth SIG number."""
-    return f"0000{short:04x}{BASE_UUID_SUFFIX}"
-
-
-def normalize_uuid(text: str) -> str:
-    """Accept ``2a35``, ``0x2A35`` or a full UUID; return the lower-case 128-bit form."""
-    t = text.strip().lower()
-    if t.startswith("0x"):
-        t = t[2:]
-    if len(t) == 4:
-        return uuid16(int(t, 16))
-    if len(t) == 8:
-        return f"{t}{BASE_UUID_SUFFIX}"
-    return t
+#: One UUID normaliser for the whole code base (drivers' registry, this seam, simulators).
+normalize_uuid = uuids.normalize
+uuid16 = uuids.uuid16
+BASE_UUID_SUFFIX = uuids.BASE_UUID_SUFFIX
 
 
 @dataclass(frozen=True, slots=True)

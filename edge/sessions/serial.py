@@ -112,6 +112,7 @@ async def run_serial_session(
     params = driver.serial or SerialParams(baudrate=9600)
     device = binding.device_id
     delay = 1.0
+    open_failing = False
     while not stop.is_set():
         path = find_port(binding, ports)
         if path is None:
@@ -122,11 +123,20 @@ async def run_serial_session(
             port = SerialPort.open(path, params)
         except (OSError, ValueError, termios.error) as exc:
             env.state.count("serial.open_failed")
-            log.info("%s: cannot open %s: %s", device, path, exc)
+            # visible at the default level once per outage; the retries after it at INFO
+            log.log(
+                logging.INFO if open_failing else logging.WARNING,
+                "%s: cannot open %s: %s",
+                device,
+                path,
+                exc,
+            )
+            open_failing = True
             await _sleep_unless(stop, delay)
             delay = min(delay * 2, retry_max)
             continue
         delay = 1.0
+        open_failing = False
         env.state.count("serial.opened")
         log.info("%s: %s open (%s, %d baud)", device, path, driver.key, params.baudrate)
         framer = driver.framer() if driver.framer is not None else None

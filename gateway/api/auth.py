@@ -9,7 +9,6 @@ else answers 404 as if it did not exist.
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -20,8 +19,6 @@ from gateway.api.audit import AuditEntry, Outcome, write_audit
 from gateway.api.context import ApiContext, Ctx
 from gateway.api.errors import ApiError, not_found
 from gateway.api.oidc import OidcError, OidcVerifier, looks_like_jwt
-
-log = logging.getLogger(__name__)
 
 Role = Literal["clinician", "operator"]
 

@@ -8,6 +8,10 @@ Message level (a failure rejects the whole message, dead-lettered with the whole
    schema (``schema``), 6. no NUL character in ``hub``/``msg_id`` (``nul``),
 7. ``hub`` equals the hub in the topic (``hub-mismatch``: a hub may only publish for itself).
 
+Every whole-message reject carries the ``msg_id`` when it can be read (from the JSON, or for
+``size``/``utf8``/``json`` from the raw bytes, :func:`msg_id_of_bytes`) so the hub gets a receipt
+and stops re-sending (docs/protocol.md, "Receipt").
+
 Reading level (each reading of a valid message on its own; a failure dead-letters that reading's
 JSON, the others are still stored). Checked here, in order:
 
@@ -32,6 +36,7 @@ database and is checked by :mod:`gateway.ingest.devices`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -63,6 +68,9 @@ class _KeyOnly(msgspec.Struct):
 
 
 _envelope = msgspec.json.Decoder(_Envelope)
+#: ``"msg_id": "..."`` as the bytes of a payload that is not JSON (or not UTF-8) may still hold it:
+#: a plain string (no escapes) of 1-128 printable ASCII characters.
+_MSG_ID_BYTES = re.compile(rb'"msg_id"[ \t\r\n]*:[ \t\r\n]*"([\x20\x21\x23-\x5b\x5d-\x7e]{1,128})"')
 _key_only = msgspec.json.Decoder(_KeyOnly)
 
 
@@ -107,6 +115,23 @@ def key_of(raw: bytes | msgspec.Raw) -> str | None:
     return k if isinstance(k, str) and 0 < len(k) <= MAX_KEY_LENGTH and "\0" not in k else None
 
 
+def msg_id_of_bytes(payload: bytes) -> str | None:
+    """The msg_id of a payload no JSON decoder accepts, if it is written there unambiguously.
+
+    Whole-message rejects (``size``, ``utf8``, ``json``) are answered with a receipt only when
+    the hub can match it to its message; a payload naming ``msg_id`` more than once (or with an
+    escaped string) gets none and is only dead-lettered.
+    """
+    found = _MSG_ID_BYTES.findall(payload)
+    if len(found) != 1 or payload.count(b'"msg_id"') != 1:
+        return None
+    return bytes(found[0]).decode("ascii")
+
+
+def _by_bytes(reject: Reject, payload: bytes) -> RejectedMessage:
+    return RejectedMessage(reject, msg_id_of_bytes(payload), ())
+
+
 def _salvage(payload: bytes, reject: Reject) -> RejectedMessage:
     """msg_id and reading keys of a message that failed validation, as far as they are readable."""
     msg_id: str | None = None
@@ -128,17 +153,18 @@ def parse_readings_message(topic_hub: str, payload: bytes) -> ParsedMessage | Re
     """The message-level checks (see the module docstring)."""
     size = len(payload)
     if size > contract.MAX_PAYLOAD_BYTES:
-        return RejectedMessage(
-            Reject(
-                "size",
-                f"payload: {size} bytes exceeds the limit of {contract.MAX_PAYLOAD_BYTES} bytes "
-                f"(dead letter keeps the first {contract.MAX_PAYLOAD_BYTES})",
-                None,
-                payload[: contract.MAX_PAYLOAD_BYTES],
-            ),
+        reject = Reject(
+            "size",
+            f"payload: {size} bytes exceeds the limit of {contract.MAX_PAYLOAD_BYTES} bytes "
+            f"(dead letter keeps the first {contract.MAX_PAYLOAD_BYTES})",
             None,
-            (),
+            payload[: contract.MAX_PAYLOAD_BYTES],
         )
+        # the hub is told which message (and, if it is valid JSON, which readings) to drop
+        salvaged = _salvage(payload, reject)
+        if salvaged.msg_id is None:
+            return _by_bytes(reject, payload)
+        return salvaged
     try:
         msg = contract.decode_message(payload)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -167,8 +193,8 @@ def _undecodable_message(
     different messages across releases.
     """
     if (at := utf8_error_at(payload)) >= 0:
-        return RejectedMessage(
-            Reject("utf8", f"payload: not valid UTF-8 (byte {at})", None, payload), None, ()
+        return _by_bytes(
+            Reject("utf8", f"payload: not valid UTF-8 (byte {at})", None, payload), payload
         )
     if isinstance(exc, msgspec.ValidationError):
         version = _version_reject(payload)
@@ -176,9 +202,7 @@ def _undecodable_message(
             return _salvage(payload, version)
         reason = f"message: does not match the ReadingsMessage schema: {_msgspec_reason(exc)}"
         return _salvage(payload, Reject("schema", reason, None, payload))
-    return RejectedMessage(
-        Reject("json", f"payload: malformed JSON: {exc}", None, payload), None, ()
-    )
+    return _by_bytes(Reject("json", f"payload: malformed JSON: {exc}", None, payload), payload)
 
 
 def _unsupported(v: object, payload: bytes) -> Reject:

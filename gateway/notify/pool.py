@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
-
-log = logging.getLogger(__name__)
 
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]
 

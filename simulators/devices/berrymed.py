@@ -9,8 +9,6 @@ PR 255 / SpO2 127 with "searching" / "probe error (no finger)".
 
 from __future__ import annotations
 
-import logging
-
 from drivers.contec import (
     ISSC_UART_NOTIFY,
     ISSC_UART_SERVICE,
@@ -23,8 +21,6 @@ from simulators.clock import SimTime
 from simulators.devices.streaming import StreamingDevice
 from simulators.faults import Faults
 from simulators.physiology import Physiology
-
-log = logging.getLogger(__name__)
 
 FRAME_RATE = 60
 

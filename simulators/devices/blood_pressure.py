@@ -9,7 +9,6 @@ unused diastolic/MAP slots are NaN); it does so only when a central is connected
 
 from __future__ import annotations
 
-import logging
 from decimal import Decimal
 
 from drivers.blood_pressure import (
@@ -29,8 +28,6 @@ from simulators.devices.common import DeviceInfo, StoredReading, TimeSync
 from simulators.devices.spot import SpotCheckDevice
 from simulators.faults import Faults
 from simulators.physiology import BloodPressureValues, Physiology
-
-log = logging.getLogger(__name__)
 
 FEATURE = BloodPressureFeature(
     body_movement_detection=True, cuff_fit_detection=True, irregular_pulse_detection=True

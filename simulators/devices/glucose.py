@@ -21,7 +21,6 @@ and disconnects after ``idle_timeout`` simulated seconds without a request (as m
 from __future__ import annotations
 
 import asyncio
-import logging
 from decimal import Decimal
 
 from drivers.errors import DecodeError
@@ -43,8 +42,6 @@ from simulators.clock import DeviceClock, SimTime
 from simulators.devices.common import Battery, DeviceInfo, TimeCharacteristics, TimeSync
 from simulators.faults import Faults
 from simulators.physiology import Physiology
-
-log = logging.getLogger(__name__)
 
 GLUCOSE_FEATURE = uuid16(0x2A51)
 #: Glucose Feature (16 bit): b0 low battery, b1 sensor malfunction, b2 sample size, b3 strip

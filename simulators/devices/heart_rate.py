@@ -7,8 +7,6 @@ Invalid readings (fault): sensor contact "not detected" and heart rate 0, no RR 
 
 from __future__ import annotations
 
-import logging
-
 from drivers.heart_rate import MEASUREMENT_UUID, SERVICE, HeartRateRecord
 from edge.ble.transport import uuid16
 from simulators.ble.gatt import Characteristic, Prop, Service
@@ -17,8 +15,6 @@ from simulators.devices.common import Battery, DeviceInfo
 from simulators.devices.streaming import StreamingDevice
 from simulators.faults import Faults
 from simulators.physiology import Physiology
-
-log = logging.getLogger(__name__)
 
 BODY_SENSOR_LOCATION = uuid16(0x2A38)
 CHEST = 1

@@ -9,16 +9,12 @@ documented publicly; the simulator sends 0x80 + 4 samples, which the driver skip
 
 from __future__ import annotations
 
-import logging
-
 from drivers.jumper import NOTIFY_UUID, PR_MISSING, SERVICE, JumperParams
 from simulators.ble.gatt import Characteristic, Prop, Service
 from simulators.clock import SimTime
 from simulators.devices.streaming import StreamingDevice
 from simulators.faults import Faults
 from simulators.physiology import Physiology
-
-log = logging.getLogger(__name__)
 
 IDLE = 0x2D
 WAVEFORM = 0x80

@@ -10,8 +10,6 @@ missing markers with "searching".
 
 from __future__ import annotations
 
-import logging
-
 from drivers.nonin import (
     NONIN_CONTROL_POINT,
     NONIN_OXIMETRY_MEASUREMENT,
@@ -25,8 +23,6 @@ from simulators.devices.common import Battery, DeviceInfo, noop_write
 from simulators.devices.streaming import StreamingDevice
 from simulators.faults import Faults
 from simulators.physiology import Physiology
-
-log = logging.getLogger(__name__)
 
 SPO2_MISSING = 127
 

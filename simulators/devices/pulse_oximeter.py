@@ -17,7 +17,6 @@ Fault ordinals count continuous samples and spot-checks separately.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from drivers.observation import DeviceTime, Special
@@ -37,8 +36,6 @@ from simulators.devices.common import Battery, DeviceInfo, TimeCharacteristics, 
 from simulators.devices.streaming import StreamingDevice
 from simulators.faults import Faults
 from simulators.physiology import OximetryValues, Physiology
-
-log = logging.getLogger(__name__)
 
 FEATURES = PlxFeatures(spot_check_timestamp=True, pulse_amplitude_index=True)
 MAX_QUEUED = 16  # spot-checks a device keeps while nobody listens

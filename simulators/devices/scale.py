@@ -7,7 +7,6 @@ Unsuccessful", reference §2.1) with its time stamp.
 
 from __future__ import annotations
 
-import logging
 from decimal import Decimal
 
 from drivers.observation import DeviceTime, Special
@@ -18,8 +17,6 @@ from simulators.devices.common import DeviceInfo, StoredReading, TimeSync
 from simulators.devices.spot import SpotCheckDevice
 from simulators.faults import Faults
 from simulators.physiology import Physiology
-
-log = logging.getLogger(__name__)
 
 #: Feature: time stamp supported, single user, no BMI, 0.1 kg resolution (code 3).
 FEATURE = WeightFeature(time_stamp_supported=True, weight_resolution=3)

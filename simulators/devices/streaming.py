@@ -8,7 +8,6 @@ schedule, ``k`` being the device's lifetime notification ordinal (the ordinal th
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 from edge.ble.transport import normalize_uuid
@@ -16,8 +15,6 @@ from simulators.ble.gatt import Service
 from simulators.ble.peripheral import Peripheral
 from simulators.clock import SimTime
 from simulators.faults import Faults
-
-log = logging.getLogger(__name__)
 
 
 class StreamingDevice(Peripheral):

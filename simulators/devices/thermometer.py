@@ -7,7 +7,6 @@ invalid reading is FLOAT NaN 0x007FFFFF.
 
 from __future__ import annotations
 
-import logging
 from decimal import Decimal
 
 from drivers.observation import DeviceTime, Special
@@ -24,8 +23,6 @@ from simulators.devices.common import DeviceInfo, StoredReading, TimeSync
 from simulators.devices.spot import SpotCheckDevice
 from simulators.faults import Faults
 from simulators.physiology import Physiology
-
-log = logging.getLogger(__name__)
 
 ARMPIT = 1
 

@@ -9,16 +9,12 @@ The old protocol has no checksum: ``bad_checksum_every`` does not apply.
 
 from __future__ import annotations
 
-import logging
-
 from drivers.contec import ContecFrame
 from simulators.clock import SimTime
 from simulators.devices.berrymed import contec_frame
 from simulators.faults import SerialFaults
 from simulators.physiology import Physiology
 from simulators.serial.pty import PtyDevice
-
-log = logging.getLogger(__name__)
 
 
 class ContecCms50d(PtyDevice):

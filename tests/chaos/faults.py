@@ -3,7 +3,6 @@ step (restart, resume) and returns a :class:`FaultRecord` with the evidence that
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,8 +10,6 @@ from dataclasses import dataclass, field
 import psycopg
 
 from tests.chaos.cluster import Cluster, Hub
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

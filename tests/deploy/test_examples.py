@@ -23,8 +23,7 @@ def test_hub_example_loads_with_every_section() -> None:
         "00:09:1F:8A:56:78",
         "usb:10c4:ea60",
     ]
-    assert config.devices[1].patient_for(2) == "patient-b"
-    assert config.devices[1].patient_for(3) is None
+    assert config.devices[1].patient_for(2) == "patient-a"
 
 
 def test_fleet_example_loads_and_is_consistent() -> None:
@@ -33,3 +32,14 @@ def test_fleet_example_loads_and_is_consistent() -> None:
     assert fleet.patients[0].orgs == ["ouh", "gp-esbjerg", "esbjerg"]
     assert {r.rule_key for r in fleet.rules} == {"sys-high", "spo2-low"}
     assert [t.role for t in fleet.tokens] == ["clinician", "operator"]
+
+
+def test_hub_and_fleet_examples_agree() -> None:
+    """Every device the example hub connects is bound, on that hub, to the same patient."""
+    config = load_config(DEPLOY / "hub.example.toml")
+    fleet = load_fleet(DEPLOY / "fleet.example.toml")
+    assert config.hub_id in {h.id for h in fleet.hubs}
+    bound = {(d.hub, d.id): d.patient for d in fleet.devices}
+    on_hub = {(config.hub_id, d.device_id): d.patient_for(1) for d in config.devices}
+    assert on_hub == bound
+    assert set(on_hub.values()) <= {p.id for p in fleet.patients}

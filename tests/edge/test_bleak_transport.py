@@ -167,6 +167,17 @@ async def test_scan_errors_become_transport_errors() -> None:
         await BleakTransport(scanner_cls=Broken, client_cls=FakeClient).scan(1.0)
 
 
+async def test_missing_bluez_is_named() -> None:
+    class NoBus(FakeScanner):
+        @classmethod
+        async def discover(cls, **kw: Any) -> Any:
+            raise FileNotFoundError(2, "No such file or directory")
+
+    t = BleakTransport(scanner_cls=NoBus, client_cls=FakeClient)
+    with pytest.raises(TransportError, match=r"BlueZ is not reachable.*apt-get install bluez"):
+        await t.scan(0.1)
+
+
 async def test_connect_failures() -> None:
     FakeClient.fail_connect = BleakError("le-connection-abort-by-local")
     with pytest.raises(TransportError, match="connect failed"):

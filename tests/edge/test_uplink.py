@@ -94,6 +94,28 @@ async def test_rows_deleted_only_after_the_receipt(
     box.close()
 
 
+async def test_message_rejected_whole_is_not_resent(tmp_path: Path, broker_url: str) -> None:
+    """A receipt with a null key rejects the whole message: every reading becomes a local dead
+    letter (the gateway could not read them), none is re-sent."""
+    cfg = hub_config(tmp_path, broker_url, receipt_timeout_seconds=0.5)
+    box = Outbox(tmp_path / "o.db")
+    sent = [reading("a"), reading("b")]
+    box.add(sent)
+    uplink = Uplink(cfg, box)
+    async with FakeGateway(broker_url, cfg.hub_id, auto=False) as gw, running(uplink):
+        msg = await gw.next()
+        await gw.receipt(msg, stored=[], rejected=[(None, "payload: malformed JSON")])
+        await until(lambda: box.stats().pending == 0)
+        with pytest.raises(TimeoutError):
+            await gw.next(1.5)  # past the receipt timeout: nothing re-sent
+    assert sorted((d.key, d.reason) for d in box.dead_letters()) == [
+        ("a", "payload: malformed JSON"),
+        ("b", "payload: malformed JSON"),
+    ]
+    assert all_keys(box) == set()
+    box.close()
+
+
 async def test_receipt_timeout_resends_same_keys(tmp_path: Path, broker_url: str) -> None:
     cfg = hub_config(tmp_path, broker_url, receipt_timeout_seconds=0.5)
     box = Outbox(tmp_path / "o.db")

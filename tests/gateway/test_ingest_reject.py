@@ -124,10 +124,26 @@ def _hub_mismatch() -> tuple[str | None, bytes, str, list[str]]:
 
 
 def _oversized() -> tuple[str | None, bytes, str, list[str]]:
-    _, payload = message([reading(50, device_time="x" * contract.MAX_PAYLOAD_BYTES)])
+    # valid JSON, too big: the receipt names the message and its readings (the hub drops them)
+    mid, payload = message([reading(50, device_time="x" * contract.MAX_PAYLOAD_BYTES)])
     n = len(payload)
     return (
-        None,
+        mid,
+        payload,
+        f"payload: {n} bytes exceeds the limit of {contract.MAX_PAYLOAD_BYTES}"
+        f" bytes (dead letter keeps the first {contract.MAX_PAYLOAD_BYTES})",
+        [reading(50)["key"]],
+    )
+
+
+def _oversized_not_json() -> tuple[str | None, bytes, str, list[str]]:
+    # too big and cut short: the msg_id is still read from the bytes, the receipt has key null
+    payload = b'{"v": 1, "hub": "hub-1", "msg_id": "m-big", "readings": [' + b" " * (
+        contract.MAX_PAYLOAD_BYTES
+    )
+    n = len(payload)
+    return (
+        "m-big",
         payload,
         f"payload: {n} bytes exceeds the limit of {contract.MAX_PAYLOAD_BYTES}"
         f" bytes (dead letter keeps the first {contract.MAX_PAYLOAD_BYTES})",
@@ -137,6 +153,16 @@ def _oversized() -> tuple[str | None, bytes, str, list[str]]:
 
 def _malformed() -> tuple[str | None, bytes, str, list[str]]:
     return (
+        "m-j",
+        b'{"v": 1, "hub": "hub-1", "msg_id": "m-j", "readings": [',
+        ("payload: malformed JSON: Input data was truncated"),
+        [],
+    )
+
+
+def _malformed_no_msg_id() -> tuple[str | None, bytes, str, list[str]]:
+    # nothing names the message: dead-lettered only (no receipt could be matched by the hub)
+    return (
         None,
         b'{"v": 1, "hub": "hub-1", "readings": [',
         ("payload: malformed JSON: Input data was truncated"),
@@ -145,10 +171,11 @@ def _malformed() -> tuple[str | None, bytes, str, list[str]]:
 
 
 def _not_utf8() -> tuple[str | None, bytes, str, list[str]]:
-    _, payload = message([reading(50)], msg_id="m-latin1-\xe9")
-    payload = payload.replace("m-latin1-\xe9".encode(), b"m-latin1-\xe9")
+    # the bad byte in the envelope (in a reading it would reject that reading only)
+    mid, payload = message([reading(50)])
+    payload = payload.replace(b'"sent_at":"', b'"sent_at":"caf\xe9', 1)
     at = payload.index(b"\xe9")
-    return None, payload, f"payload: not valid UTF-8 (byte {at})", []
+    return mid, payload, f"payload: not valid UTF-8 (byte {at})", []
 
 
 def _schema() -> tuple[str | None, bytes, str, list[str]]:
@@ -166,8 +193,26 @@ def _schema() -> tuple[str | None, bytes, str, list[str]]:
 
 @pytest.mark.parametrize(
     "case",
-    [_v2, _hub_mismatch, _oversized, _malformed, _not_utf8, _schema],
-    ids=["version", "hub-mismatch", "oversized", "malformed-json", "not-utf8", "schema"],
+    [
+        _v2,
+        _hub_mismatch,
+        _oversized,
+        _oversized_not_json,
+        _malformed,
+        _malformed_no_msg_id,
+        _not_utf8,
+        _schema,
+    ],
+    ids=[
+        "version",
+        "hub-mismatch",
+        "oversized",
+        "oversized-not-json",
+        "malformed-json",
+        "malformed-no-msg-id",
+        "not-utf8",
+        "schema",
+    ],
 )
 async def test_bad_message_is_rejected_whole(fresh_db: str, mosquitto, case) -> None:
     broker = mosquitto()

@@ -59,3 +59,42 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELEHUB_BATCH_MAX_READINGS", "0")
     with pytest.raises(pydantic.ValidationError, match="batch_max_readings"):
         GatewaySettings()
+
+
+def test_misspelt_variable_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEHUB_SHARED_SUBSCRIPTION", "ingest")  # the setting ends in _GROUP
+    with pytest.raises(pydantic.ValidationError, match="TELEHUB_SHARED_SUBSCRIPTION: not a"):
+        GatewaySettings()
+    monkeypatch.delenv("TELEHUB_SHARED_SUBSCRIPTION")
+    monkeypatch.setenv("telehub_batch_max_reading", "10")  # case-insensitive, like the settings
+    with pytest.raises(pydantic.ValidationError, match="telehub_batch_max_reading"):
+        GatewaySettings()
+
+
+def test_non_setting_variables_are_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEHUB_LOG_LEVEL", "INFO")
+    monkeypatch.setenv("TELEHUB_TEST_DSN", "postgresql://x")
+    monkeypatch.setenv("TELEHUB_BENCH_DSN", "postgresql://x")
+    monkeypatch.setenv("TELEHUB_SHARED_SUBSCRIPTION_GROUP", "ingest")
+    assert GatewaySettings().shared_subscription_group == "ingest"
+
+
+def test_gateway_command_refuses_a_misspelt_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from gateway.main import run_ingester_from_env
+
+    monkeypatch.setenv("TELEHUB_SHARED_SUBSCRIPTION", "ingest")
+    assert asyncio.run(run_ingester_from_env(asyncio.Event())) == 2
+
+
+def test_example_environment_file_names_only_settings() -> None:
+    from pathlib import Path
+
+    from gateway.settings import unknown_variables
+
+    path = Path(__file__).parents[2] / "deploy/systemd/gateway.env.example"
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    names = dict(ln.split("=", 1) for ln in lines)
+    assert len(names) >= 5 and unknown_variables(names) == []
+    assert unknown_variables({**names, "TELEHUB_DB_TIMEOUTS": "3"}) == ["TELEHUB_DB_TIMEOUTS"]
