@@ -56,6 +56,8 @@ def test_a_packet_over_the_maximum_is_refused_from_its_header() -> None:
     header = b"\x30" + codec.varint(5000)  # a 5 kB PUBLISH: only its header has arrived
     with pytest.raises(ProtocolError):
         r.feed(header)
+    first, after = _reader(True, limit=1000).feed(b"\xd0\x00" + header)
+    assert first == (0xD0, b"") and isinstance(after, ProtocolError)
     assert _reader(True, limit=1000).feed(codec.publish("a", b"x" * 900, 0, False, 0, v5=True))
 
 

@@ -141,6 +141,8 @@ class _Protocol(asyncio.Protocol):
             for p in packets:
                 if type(p) is Message:
                     c._inbound(p)
+                elif isinstance(p, ProtocolError):
+                    raise p
                 else:
                     first, body = cast(tuple[int, bytes], p)
                     if first == 0x40 and len(body) >= 2:  # PUBACK: the ingester's receipts

@@ -323,8 +323,9 @@ class Reader:
     either ``make_publish(topic, payload, qos, retain, mid, dup)`` for a PUBLISH or
     ``(first_byte, body)`` for any other packet. A partial packet is kept as a list of chunks and
     joined once it is complete (no quadratic ``bytes + bytes``); a remaining length over
-    ``max_packet`` is refused as soon as its header is read. Any malformation raises
-    ProtocolError and the reader must not be fed again."""
+    ``max_packet`` is refused as soon as its header is read. A malformation raises ProtocolError
+    (or, after packets that came before it in the same read, ends the returned list as the
+    ProtocolError instance); the reader must not be fed again."""
 
     __slots__ = ("_chunks", "_have", "_need", "make", "max_packet", "v5")
 
@@ -352,13 +353,21 @@ class Reader:
             self._chunks.clear()
         else:
             buf = data
-        try:
-            return self._parse(buf)
-        except (UnicodeDecodeError, IndexError) as exc:
-            raise ProtocolError(f"malformed packet: {type(exc).__name__}") from None
-
-    def _parse(self, buf: bytes) -> list[object]:
         out: list[object] = []
+        try:
+            self._parse(buf, out)
+        except (ProtocolError, UnicodeDecodeError, IndexError) as exc:
+            err = (
+                exc
+                if isinstance(exc, ProtocolError)
+                else ProtocolError(f"malformed packet: {type(exc).__name__}")
+            )
+            if not out:
+                raise err from None
+            out.append(err)  # the packets before it are valid: the caller handles them first
+        return out
+
+    def _parse(self, buf: bytes, out: list[object]) -> None:
         n = len(buf)
         i = 0
         v5 = self.v5
@@ -420,4 +429,3 @@ class Reader:
             self._chunks.append(buf[i:])
             self._have = n - i
             self._need = need
-        return out
