@@ -9,7 +9,7 @@ packet and, with an in-flight limit set, scans all its outgoing messages on ever
 protocol is spoken here directly, as an :class:`asyncio.Protocol`: every packet already received is
 parsed in one pass over the bytes, and outgoing packets written during one event-loop iteration
 (PUBACKs of a batch, its receipts) leave in one ``write``. The packets are in
-:mod:`wire.mqtt_codec`.
+:mod:`wire.mqtt._codec` (the sans-I/O :class:`~wire.mqtt._codec.Reader`).
 
 What the client does: CONNECT with clean start / session expiry (MQTT 5) or clean session
 (3.1.1), credentials, TLS, a last will; QoS 0 and 1 both ways (QoS 2 is refused: telehub never
