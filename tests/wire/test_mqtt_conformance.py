@@ -236,6 +236,79 @@ async def test_a_silent_broker_is_detected_while_we_publish(protocol: str) -> No
         await c.disconnect()
 
 
+@PROTOCOLS
+async def test_unacknowledged_publishes_are_resent_with_dup_on_session_resume(
+    protocol: str,
+) -> None:
+    v5 = protocol == "5"
+    seen: list[tuple[int, bytes]] = []
+    connections = 0
+
+    async def script(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_packet(r)
+        if connections == 1:
+            w.write(connack(v5))
+            await w.drain()
+            seen.append(await read_packet(r))
+            seen.append(await read_packet(r))
+            return  # connection dropped: no PUBACKs
+        w.write(codec.packet(0x20, b"\x01\x00" + (b"\x00" if v5 else b"")))  # session present
+        await w.drain()
+        for _ in range(2):
+            first, body = await read_packet(r)
+            seen.append((first, body))
+            w.write(codec.puback(int.from_bytes(body[5:7], "big")))  # after topic "a/b"
+        await w.drain()
+        await asyncio.sleep(5)
+
+    async with FakeBroker(script) as fb:
+        c = MqttClient(
+            fb.settings(protocol), "c", clean_start=False, session_expiry=60, resend_unacked=True
+        )
+        await c.connect()
+        futs = [c.publish_nowait("a/b", b"1"), c.publish_nowait("a/b", b"2")]
+        with pytest.raises(ConnectionLost):
+            await asyncio.wait_for(c.wait_disconnected(), 5)
+        assert not any(f.done() for f in futs)
+        await c.connect()
+        assert c.session_present
+        await asyncio.wait_for(asyncio.gather(*futs), 5)
+        await c.disconnect()
+    assert [f for f, _ in seen] == [0x32, 0x32, 0x3A, 0x3A]  # QoS 1, then QoS 1 + DUP
+    assert [b for _, b in seen[:2]] == [b for _, b in seen[2:]]  # same ids, same payloads
+
+
+async def test_without_session_resume_unacknowledged_publishes_fail() -> None:
+    connections = 0
+
+    async def script(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_packet(r)
+        w.write(connack(True))
+        await w.drain()
+        if connections == 1:
+            await read_packet(r)
+            return
+        await asyncio.sleep(5)
+
+    async with FakeBroker(script) as fb:
+        c = MqttClient(
+            fb.settings("5"), "c", clean_start=False, session_expiry=60, resend_unacked=True
+        )
+        await c.connect()
+        fut = c.publish_nowait("a/b", b"1")
+        with pytest.raises(ConnectionLost):
+            await asyncio.wait_for(c.wait_disconnected(), 5)
+        await c.connect()
+        assert not c.session_present
+        with pytest.raises(ConnectionLost):
+            await asyncio.wait_for(fut, 5)
+        await c.disconnect()
+
+
 # -- against a real Mosquitto ---------------------------------------------------------------------
 async def _collect(client: MqttClient, n: int, timeout: float = 10.0) -> list[Message]:
     got: list[Message] = []

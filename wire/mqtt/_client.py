@@ -180,6 +180,7 @@ class MqttClient:
         max_inflight: int = 100,
         queue_size: int | None = None,
         max_packet_size: int = codec.DEFAULT_MAX_PACKET,
+        resend_unacked: bool = False,
     ) -> None:
         self.settings = settings
         self.client_id = client_id
@@ -203,6 +204,12 @@ class MqttClient:
         self._last_out = 0.0
         self._last_in = 0.0
         self.max_packet_size = max_packet_size
+        # With a persistent session (clean_start=False) and ``resend_unacked``, QoS 1 PUBLISHes
+        # still unacknowledged when the connection is lost stay pending; ``connect()`` again on
+        # the same client re-sends them with DUP=1 if the broker resumed the session (MQTT 5
+        # 4.4, 3.1.1 4.4: a MUST), or fails them if it did not.
+        self._resend = resend_unacked and not clean_start
+        self._sent: dict[int, bytes] = {}
         self._broker_max_packet: int | None = None
         self._max_qos = 1
         self._retain_available = True
@@ -238,6 +245,8 @@ class MqttClient:
         self._connected = loop.create_future()
         self._disconnected = loop.create_future()
         self._closing = False
+        self._paused = False
+        self._ping_sent = None
         s = self.settings
         ctx: ssl.SSLContext | None = None
         if s.tls:
@@ -436,6 +445,8 @@ class MqttClient:
             self._backlog.append((mid, packet))  # over the in-flight window: in order, later
         else:
             self._proto.send(packet)
+            if self._resend:
+                self._sent[mid] = packet
 
     async def publish(
         self,
@@ -585,6 +596,8 @@ class MqttClient:
         fut = self._pending_pub.pop(mid, None)
         if fut is None:
             return
+        if self._resend:
+            self._sent.pop(mid, None)
         err = (
             None
             if reason < 0x80
@@ -621,6 +634,13 @@ class MqttClient:
         self._retain_available = ack.retain_available
         if ack.assigned_client_id is not None:
             self.client_id = ack.assigned_client_id
+        if self._resend and self._pending_pub:
+            if not ack.session_present:
+                self._fail_pending(ConnectionLost("session not resumed: publishes not resent"))
+            elif self._proto is not None:
+                for packet in self._sent.values():  # in the order first sent
+                    self._proto.send(bytes((packet[0] | 0x08,)) + packet[1:])
+                self._send_backlog()
         _set_result(self._connected)
 
     def _send_backlog(self) -> None:
@@ -632,6 +652,8 @@ class MqttClient:
             mid, packet = self._backlog.popleft()
             if mid in self._pending_pub:
                 proto.send(packet)
+                if self._resend:
+                    self._sent[mid] = packet
 
     def _settled_ack(self) -> None:
         """An awaited acknowledgement arrived: re-apply back-pressure if it is due."""
@@ -649,7 +671,9 @@ class MqttClient:
             _set_exc(self._disconnected, err)
         if self._connected is not None:
             _set_exc(self._connected, err)
-        self._fail_pending(ConnectionLost(f"connection lost before acknowledgement: {err}"))
+        self._fail_pending(
+            ConnectionLost(f"connection lost before acknowledgement: {err}"), keep_publishes=True
+        )
         self._teardown()
 
     def _lost(self, exc: Exception | None) -> None:
@@ -661,7 +685,9 @@ class MqttClient:
                 _set_exc(self._disconnected, err)
                 if self._connected is not None:
                     _set_exc(self._connected, err)
-        self._fail_pending(ConnectionLost("connection lost before acknowledgement"))
+        self._fail_pending(
+            ConnectionLost("connection lost before acknowledgement"), keep_publishes=True
+        )
         self._write_resumed()
         w = self._waiter
         if w is not None and not w.done():
@@ -669,7 +695,13 @@ class MqttClient:
         if self._misc_task is not None:
             self._misc_task.cancel()
 
-    def _fail_pending(self, err: MqttError) -> None:
+    def _fail_pending(self, err: MqttError, *, keep_publishes: bool = False) -> None:
+        for sfut in self._pending_sub.values():
+            _set_exc(sfut, err)
+        self._pending_sub.clear()
+        if keep_publishes and self._resend:
+            return  # re-sent with DUP on the next connect() if the session is resumed
+        self._sent.clear()
         for fut in self._pending_pub.values():
             _set_exc(fut.fut if isinstance(fut, _Group) else fut, err)
         for sfut in self._pending_sub.values():
