@@ -66,6 +66,13 @@ class GatewaySettings(BaseSettings):
         description="When set (and the protocol is MQTT 5), subscribe via "
         "$share/<group>/<filter> so that several ingesters share the load.",
     )
+    shared_session_expiry: timedelta = Field(
+        default=timedelta(seconds=60),
+        description="Session expiry of a shared-group member (MQTT 5), which also connects with "
+        "clean start: a member that stops for good strands its share for at most this long and "
+        "its unacknowledged readings are re-sent by the hubs (no receipt -> outbox re-send), so "
+        "scaling down loses nothing. Its client id must be unique per member.",
+    )
     batch_max_readings: int = Field(
         default=5000,
         ge=1,
@@ -120,6 +127,7 @@ class GatewaySettings(BaseSettings):
 
     @field_validator(
         "session_expiry",
+        "shared_session_expiry",
         "max_future_skew",
         "partition_maintenance_interval",
         "api_max_range",

@@ -177,11 +177,16 @@ class Ingester:
             async with asyncio.timeout(s.db_timeout):
                 await prepare_session(conn)
                 await self.cache.load(lookup)
+            # A shared-group member must not keep a long session: while it is gone for good the
+            # broker would keep queueing its share. Clean start + a short expiry; what it had not
+            # acknowledged gets no receipt and the hubs' outboxes send it again.
+            shared = bool(s.shared_subscription_group) and s.mqtt_protocol == "5"
+            expiry = s.shared_session_expiry if shared else s.session_expiry
             mqtt = MqttClient(
                 MqttSettings.from_url(s.mqtt_url, protocol=s.mqtt_protocol, ca_file=s.mqtt_ca_file),
                 s.ingester_client_id,
-                clean_start=False,
-                session_expiry=int(s.session_expiry.total_seconds()),
+                clean_start=shared,
+                session_expiry=int(expiry.total_seconds()),
                 manual_ack=True,
                 receive_maximum=s.receive_maximum,
                 max_inflight=s.receive_maximum,

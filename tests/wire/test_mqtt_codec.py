@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wire import mqtt_codec as codec
+from wire.mqtt import _codec as codec
 
 
 @given(st.integers(min_value=0, max_value=268_435_455))
@@ -48,8 +48,8 @@ def test_connect_and_publish_packets() -> None:
         password="p",
     )
     assert p == (
-        b"\x10\x29\x00\x04MQTT\x05\xec\x00\x1e"
-        b"\x08\x11\x00\x00\x02\x58\x21\x03\xe8"
+        b"\x10\x2e\x00\x04MQTT\x05\xec\x00\x1e"
+        b"\x0d\x11\x00\x00\x02\x58\x21\x03\xe8\x27\x00\x10\x00\x00"
         b"\x00\x02id"
         b"\x00\x00\x03t/w\x00\x04gone"
         b"\x00\x01u\x00\x01p"

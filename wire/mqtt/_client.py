@@ -9,7 +9,7 @@ packet and, with an in-flight limit set, scans all its outgoing messages on ever
 protocol is spoken here directly, as an :class:`asyncio.Protocol`: every packet already received is
 parsed in one pass over the bytes, and outgoing packets written during one event-loop iteration
 (PUBACKs of a batch, its receipts) leave in one ``write``. The packets are in
-:mod:`wire.mqtt_codec`.
+:mod:`wire.mqtt._codec` (the sans-I/O :class:`~wire.mqtt._codec.Reader`).
 
 What the client does: CONNECT with clean start / session expiry (MQTT 5) or clean session
 (3.1.1), credentials, TLS, a last will; QoS 0 and 1 both ways (QoS 2 is refused: telehub never
@@ -35,15 +35,19 @@ from typing import Any, Literal, cast
 
 import msgspec
 
-from wire import mqtt_codec as codec
+from wire.mqtt import _codec as codec
+from wire.mqtt._exceptions import (
+    ConnectionLost,
+    ConnectRefused,
+    MqttError,
+    MqttTimeout,
+    ProtocolError,
+    PublishRefused,
+)
 
 log = logging.getLogger(__name__)
 
 Protocol = Literal["5", "3.1.1"]
-
-
-class MqttError(Exception):
-    """The connection failed, was refused, or was lost; or an operation timed out."""
 
 
 class Message(msgspec.Struct, frozen=True, gc=False):
@@ -105,7 +109,9 @@ class _Protocol(asyncio.Protocol):
     def __init__(self, client: MqttClient) -> None:
         self.client = client
         self.transport: asyncio.Transport | None = None
-        self._buf = b""
+        self.reader = codec.Reader(
+            v5=client._v5, max_packet=client.max_packet_size, make_publish=Message
+        )
         self._out: list[bytes] = []
         self._flush_scheduled = False
 
@@ -128,66 +134,33 @@ class _Protocol(asyncio.Protocol):
             self.client._last_out = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf + data if self._buf else data
-        n = len(buf)
-        i = 0
         c = self.client
-        v5 = c._v5
+        c._last_in = time.monotonic()
         try:
-            while n - i >= 2:
-                first = buf[i]
-                b = buf[i + 1]
-                if b < 0x80:
-                    rl, j = b, i + 2
-                elif n - i > 2 and buf[i + 2] < 0x80:  # 128 B .. 16 KiB: most PUBLISHes
-                    rl, j = (b & 0x7F) | (buf[i + 2] << 7), i + 3
+            packets = self.reader.feed(data)
+            for p in packets:
+                if type(p) is Message:
+                    c._inbound(p)
+                elif isinstance(p, ProtocolError):
+                    raise p
                 else:
-                    got = codec.read_varint(buf, i + 1)
-                    if got is None:
-                        break
-                    rl, j = got
-                end = j + rl
-                if end > n:
-                    break
-                if first >> 4 == codec.PUBLISH:  # the hot path, inline
-                    qos = (first >> 1) & 3
-                    k = j + 2 + ((buf[j] << 8) | buf[j + 1])
-                    topic = buf[j + 2 : k].decode()
-                    mid = 0
-                    if qos:
-                        mid = (buf[k] << 8) | buf[k + 1]
-                        k += 2
-                    if v5:
-                        p = buf[k]
-                        if p < 0x80:
-                            k += 1 + p
-                        else:
-                            got = codec.read_varint(buf, k)
-                            if got is None:
-                                raise codec.ProtocolError("truncated PUBLISH properties")
-                            k = got[0] + got[1]
-                    if k > end or qos == 3:
-                        raise codec.ProtocolError("malformed PUBLISH")
-                    c._inbound(Message(topic, buf[k:end], qos, bool(first & 1), mid))
-                elif first == 0x40 and rl >= 2:  # PUBACK: as many as the ingester's receipts
-                    c._puback((buf[j] << 8) | buf[j + 1], buf[j + 2] if rl > 2 else 0)
-                else:
-                    c._control(first, buf[j:end])
-                i = end
-        except (codec.ProtocolError, UnicodeDecodeError, IndexError) as exc:
-            c._protocol_error(f"malformed packet from the broker: {exc!r}")
-            return
-        self._buf = buf[i:] if i < n else b""
+                    first, body = cast(tuple[int, bytes], p)
+                    if first == 0x40 and len(body) >= 2:  # PUBACK: the ingester's receipts
+                        c._puback((body[0] << 8) | body[1], body[2] if len(body) > 2 else 0)
+                    else:
+                        c._control(first, body)
+        except ProtocolError as exc:
+            c._protocol_error(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.client._lost(exc)
 
-    def pause_writing(self) -> None:  # the kernel buffer is full: asyncio buffers for us
-        pass
+    def pause_writing(self) -> None:  # asyncio's buffer is over its high-water mark
+        self.client._write_paused()
 
     def resume_writing(self) -> None:
-        pass
+        self.client._write_resumed()
 
 
 class MqttClient:
@@ -206,6 +179,8 @@ class MqttClient:
         receive_maximum: int = 100,
         max_inflight: int = 100,
         queue_size: int | None = None,
+        max_packet_size: int = codec.DEFAULT_MAX_PACKET,
+        resend_unacked: bool = False,
     ) -> None:
         self.settings = settings
         self.client_id = client_id
@@ -227,6 +202,18 @@ class MqttClient:
         self._backlog: collections.deque[tuple[int, bytes]] = collections.deque()
         self._next_mid = 0
         self._last_out = 0.0
+        self._last_in = 0.0
+        self.max_packet_size = max_packet_size
+        # With a persistent session (clean_start=False) and ``resend_unacked``, QoS 1 PUBLISHes
+        # still unacknowledged when the connection is lost stay pending; ``connect()`` again on
+        # the same client re-sends them with DUP=1 if the broker resumed the session (MQTT 5
+        # 4.4, 3.1.1 4.4: a MUST), or fails them if it did not.
+        self._resend = resend_unacked and not clean_start
+        self._sent: dict[int, bytes] = {}
+        self._broker_max_packet: int | None = None
+        self._max_qos = 1
+        self._retain_available = True
+        self._drain: asyncio.Future[None] | None = None
         self._ping_sent: float | None = None
         self._keepalive = settings.keepalive
         # Inbound messages. Bounded by back-pressure: when the queue holds ``_limit`` messages the
@@ -258,6 +245,8 @@ class MqttClient:
         self._connected = loop.create_future()
         self._disconnected = loop.create_future()
         self._closing = False
+        self._paused = False
+        self._ping_sent = None
         s = self.settings
         ctx: ssl.SSLContext | None = None
         if s.tls:
@@ -287,12 +276,16 @@ class MqttClient:
                         will=will,
                         username=s.username,
                         password=s.password,
+                        maximum_packet_size=self.max_packet_size,
                     )
                 )
                 await asyncio.shield(self._connected)
         except (OSError, TimeoutError) as exc:
             self._teardown()
-            raise MqttError(f"cannot connect to {s.host}:{s.port}: {exc or 'timeout'}") from exc
+            msg = f"cannot connect to {s.host}:{s.port}: {exc or 'timeout'}"
+            if isinstance(exc, TimeoutError):
+                raise MqttTimeout(msg) from exc
+            raise ConnectionLost(msg) from exc
         except MqttError:
             self._teardown()
             raise
@@ -316,7 +309,7 @@ class MqttClient:
                 await asyncio.wait_for(asyncio.shield(self._disconnected), timeout)
             if not self._disconnected.done() and self._proto.transport is not None:
                 self._proto.transport.abort()
-        self._fail_pending(MqttError("disconnected"))
+        self._fail_pending(ConnectionLost("disconnected"))
         if self._misc_task is not None:
             self._misc_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -344,7 +337,7 @@ class MqttClient:
             self._next_mid = self._next_mid % 65535 + 1
             if self._next_mid not in self._pending_pub and self._next_mid not in self._pending_sub:
                 return self._next_mid
-        raise MqttError("no free packet identifier")
+        raise PublishRefused("no free packet identifier")
 
     def publish_nowait(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
@@ -353,13 +346,20 @@ class MqttClient:
         assert self._loop is not None
         fut: asyncio.Future[None] = self._loop.create_future()
         if qos not in (0, 1):
-            fut.set_exception(MqttError(f"QoS {qos} is not supported (telehub uses 0 and 1)"))
+            fut.set_exception(PublishRefused(f"QoS {qos} is not supported (telehub uses 0 and 1)"))
             return fut
         if not self.is_connected or self._proto is None:
-            fut.set_exception(MqttError("not connected"))
+            fut.set_exception(ConnectionLost("not connected"))
+            return fut
+        try:
+            self._check_publish(topic, qos, retain)
+            packet = codec.publish(topic, payload, qos, retain, 0, v5=self._v5)
+            self._check_size(packet)
+        except PublishRefused as exc:
+            fut.set_exception(exc)
             return fut
         if qos == 0:
-            self._proto.send(codec.publish(topic, payload, 0, retain, 0, v5=self._v5))
+            self._proto.send(packet)
             fut.set_result(None)
             return fut
         mid = self._mid()
@@ -374,18 +374,70 @@ class MqttClient:
         assert self._loop is not None
         group = _Group(self._loop.create_future(), len(items))
         if not self.is_connected or self._proto is None:
-            _set_exc(group.fut, MqttError("not connected"))
+            _set_exc(group.fut, ConnectionLost("not connected"))
             return group.fut
         if not items:
             group.fut.set_result(None)
             return group.fut
         v5 = self._v5
-        for topic, payload in items:
+        try:
+            packets = []
+            for topic, payload in items:
+                self._check_publish(topic, 1, False)
+                packet = codec.publish(topic, payload, 1, False, 0, v5=v5)
+                self._check_size(packet)
+                packets.append((topic, payload))
+        except PublishRefused as exc:
+            _set_exc(group.fut, exc)
+            return group.fut
+        for topic, payload in packets:
             mid = self._mid()
             self._pending_pub[mid] = group
             self._enqueue(mid, codec.publish(topic, payload, 1, False, mid, v5=v5))
         self._resume_reading()  # the PUBACKs must be read (see _queue)
         return group.fut
+
+    def _check_publish(self, topic: str, qos: int, retain: bool) -> None:
+        """A topic name we may send (spec 4.7: no wildcards, no NUL, UTF-8, at most 65,535
+        bytes, not empty) and a QoS and retain flag the broker said it supports."""
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+            raise PublishRefused(f"invalid topic name {topic!r}")
+        try:
+            n = len(topic.encode())
+        except UnicodeEncodeError:
+            raise PublishRefused("topic name is not valid UTF-8") from None
+        if n > 0xFFFF:
+            raise PublishRefused("topic name longer than 65535 bytes")
+        if qos > self._max_qos:
+            raise PublishRefused(f"QoS {qos} over the broker's Maximum QoS {self._max_qos}")
+        if retain and not self._retain_available:
+            raise PublishRefused("the broker does not support retained messages")
+
+    def _check_size(self, packet: bytes) -> None:
+        limit = self._broker_max_packet
+        if limit is not None and len(packet) > limit:
+            raise PublishRefused(
+                f"PUBLISH of {len(packet)} bytes over the broker's Maximum Packet Size {limit}"
+            )
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until the transport's write buffer is below its high-water mark (back-pressure:
+        asyncio called ``pause_writing``); ConnectionLost if the connection ends meanwhile."""
+        d = self._drain
+        if d is None or d.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(d), timeout)
+        except TimeoutError as exc:
+            raise MqttTimeout(f"write buffer not drained within {timeout}s") from exc
+
+    def _write_paused(self) -> None:
+        if self._loop is not None and (self._drain is None or self._drain.done()):
+            self._drain = self._loop.create_future()
+
+    def _write_resumed(self) -> None:
+        if self._drain is not None:
+            _set_result(self._drain)
 
     def _enqueue(self, mid: int, packet: bytes) -> None:
         assert self._proto is not None
@@ -393,6 +445,8 @@ class MqttClient:
             self._backlog.append((mid, packet))  # over the in-flight window: in order, later
         else:
             self._proto.send(packet)
+            if self._resend:
+                self._sent[mid] = packet
 
     async def publish(
         self,
@@ -402,18 +456,19 @@ class MqttClient:
         retain: bool = False,
         timeout: float = 10.0,
     ) -> None:
+        await self.drain(timeout)
         fut = self.publish_nowait(topic, payload, qos, retain)
         try:
             await asyncio.wait_for(fut, timeout)
         except TimeoutError as exc:
-            raise MqttError(f"no PUBACK within {timeout}s") from exc
+            raise MqttTimeout(f"no PUBACK within {timeout}s") from exc
 
     async def subscribe(self, topic_filter: str, qos: int = 1, timeout: float = 10.0) -> None:
         assert self._loop is not None
         if qos not in (0, 1):
-            raise MqttError(f"QoS {qos} is not supported (telehub uses 0 and 1)")
+            raise PublishRefused(f"QoS {qos} is not supported (telehub uses 0 and 1)")
         if not self.is_connected or self._proto is None:
-            raise MqttError("subscribe failed: not connected")
+            raise ConnectionLost("subscribe failed: not connected")
         mid = self._mid()
         fut: asyncio.Future[list[int]] = self._loop.create_future()
         self._pending_sub[mid] = fut
@@ -422,9 +477,20 @@ class MqttClient:
         try:
             codes = await asyncio.wait_for(fut, timeout)
         except TimeoutError as exc:
-            raise MqttError(f"no SUBACK within {timeout}s") from exc
-        if any(c >= 0x80 for c in codes):
-            raise MqttError(f"subscription to {topic_filter!r} refused (reason {codes})")
+            raise MqttTimeout(f"no SUBACK within {timeout}s") from exc
+        if len(codes) != 1:
+            raise ProtocolError(f"SUBACK with {len(codes)} codes for one topic filter")
+        if codes[0] >= 0x80:
+            raise PublishRefused(
+                f"subscription to {topic_filter!r} refused (reason {codes})", codes[0]
+            )
+        if codes[0] < qos:
+            # ack-after-commit needs QoS 1: a QoS 0 grant would silently drop redelivery
+            raise PublishRefused(
+                f"subscription to {topic_filter!r} granted QoS {codes[0]}, not {qos}", codes[0]
+            )
+        if codes[0] > qos:
+            raise ProtocolError(f"SUBACK granted QoS {codes[0]} over the {qos} requested")
 
     def ack(self, message: Message) -> None:
         """Send the PUBACK for a message received with ``manual_ack=True``."""
@@ -442,7 +508,7 @@ class MqttClient:
                 continue
             if self._disconnected.done():
                 self._disconnected.result()
-                raise MqttError("connection closed")
+                raise ConnectionLost("connection closed")
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._waiter = waiter
             try:
@@ -468,7 +534,13 @@ class MqttClient:
 
     def _pause_reading(self) -> None:
         """Stop reading the socket (back-pressure), unless an acknowledgement is awaited."""
-        if self._paused or self._pending_pub or self._pending_sub or self._proto is None:
+        if (
+            self._paused
+            or self._pending_pub
+            or self._pending_sub
+            or self._ping_sent is not None
+            or self._proto is None
+        ):
             return
         if self._proto.transport is not None:
             self._proto.transport.pause_reading()
@@ -483,6 +555,9 @@ class MqttClient:
 
     # -- packets from the broker ------------------------------------------------------------------
     def _inbound(self, msg: Message) -> None:
+        if msg.qos > 1:
+            # we subscribe at QoS <= 1: a QoS 2 PUBLISH exceeds every grant (spec 3.8.4)
+            raise ProtocolError("QoS 2 PUBLISH above the granted QoS")
         self._queue.append(msg)
         if msg.qos and not self._manual_ack and self._proto is not None:
             self._proto.send(codec.puback(msg.mid))
@@ -504,24 +579,29 @@ class MqttClient:
             self._settled_ack()
         elif kind == codec.PINGRESP:
             self._ping_sent = None
+            self._settled_ack()
         elif kind == codec.CONNACK:
             self._on_connack(codec.connack(body, self._v5))
         elif kind == codec.DISCONNECT:
             reason = codec.disconnect_reason(body)
             self._fail(
-                MqttError(f"connection lost: broker sent DISCONNECT {codec.reason_name(reason)}")
+                ConnectionLost(
+                    f"connection lost: broker sent DISCONNECT {codec.reason_name(reason)}"
+                )
             )
         else:
-            raise codec.ProtocolError(f"unexpected packet type {kind}")
+            raise ProtocolError(f"unexpected packet type {kind}")
 
     def _puback(self, mid: int, reason: int) -> None:
         fut = self._pending_pub.pop(mid, None)
         if fut is None:
             return
+        if self._resend:
+            self._sent.pop(mid, None)
         err = (
             None
             if reason < 0x80
-            else MqttError(f"publish refused by broker: {codec.reason_name(reason)}")
+            else PublishRefused(f"publish refused by broker: {codec.reason_name(reason)}", reason)
         )
         if isinstance(fut, _Group):
             fut.settle(err)
@@ -539,7 +619,9 @@ class MqttClient:
         if ack.code != 0:
             _set_exc(
                 self._connected,
-                MqttError(f"connection refused: {codec.reason_name(ack.code, self._v5)}"),
+                ConnectRefused(
+                    f"connection refused: {codec.reason_name(ack.code, self._v5)}", ack.code
+                ),
             )
             self._teardown()
             return
@@ -547,6 +629,18 @@ class MqttClient:
         self._window = max(1, min(self._max_inflight, ack.receive_maximum))
         if ack.server_keepalive is not None:
             self._keepalive = ack.server_keepalive
+        self._broker_max_packet = ack.maximum_packet_size
+        self._max_qos = min(1, ack.maximum_qos)
+        self._retain_available = ack.retain_available
+        if ack.assigned_client_id is not None:
+            self.client_id = ack.assigned_client_id
+        if self._resend and self._pending_pub:
+            if not ack.session_present:
+                self._fail_pending(ConnectionLost("session not resumed: publishes not resent"))
+            elif self._proto is not None:
+                for packet in self._sent.values():  # in the order first sent
+                    self._proto.send(bytes((packet[0] | 0x08,)) + packet[1:])
+                self._send_backlog()
         _set_result(self._connected)
 
     def _send_backlog(self) -> None:
@@ -558,6 +652,8 @@ class MqttClient:
             mid, packet = self._backlog.popleft()
             if mid in self._pending_pub:
                 proto.send(packet)
+                if self._resend:
+                    self._sent[mid] = packet
 
     def _settled_ack(self) -> None:
         """An awaited acknowledgement arrived: re-apply back-pressure if it is due."""
@@ -565,9 +661,9 @@ class MqttClient:
             self._pause_reading()
 
     # -- the end ----------------------------------------------------------------------------------
-    def _protocol_error(self, reason: str) -> None:
-        log.warning("mqtt: %s", reason)
-        self._fail(MqttError(f"connection lost: {reason}"))
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        log.warning("mqtt: malformed packet from the broker: %s", exc)
+        self._fail(exc)
 
     def _fail(self, err: MqttError) -> None:
         """End the connection with ``err`` (the transport is aborted)."""
@@ -575,7 +671,9 @@ class MqttClient:
             _set_exc(self._disconnected, err)
         if self._connected is not None:
             _set_exc(self._connected, err)
-        self._fail_pending(MqttError(f"connection lost before acknowledgement: {err}"))
+        self._fail_pending(
+            ConnectionLost(f"connection lost before acknowledgement: {err}"), keep_publishes=True
+        )
         self._teardown()
 
     def _lost(self, exc: Exception | None) -> None:
@@ -583,18 +681,27 @@ class MqttClient:
             if self._closing and exc is None:
                 _set_result(self._disconnected)
             else:
-                err = MqttError(f"connection lost: {exc!r}" if exc else "connection lost")
+                err = ConnectionLost(f"connection lost: {exc!r}" if exc else "connection lost")
                 _set_exc(self._disconnected, err)
                 if self._connected is not None:
                     _set_exc(self._connected, err)
-        self._fail_pending(MqttError("connection lost before acknowledgement"))
+        self._fail_pending(
+            ConnectionLost("connection lost before acknowledgement"), keep_publishes=True
+        )
+        self._write_resumed()
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
         if self._misc_task is not None:
             self._misc_task.cancel()
 
-    def _fail_pending(self, err: MqttError) -> None:
+    def _fail_pending(self, err: MqttError, *, keep_publishes: bool = False) -> None:
+        for sfut in self._pending_sub.values():
+            _set_exc(sfut, err)
+        self._pending_sub.clear()
+        if keep_publishes and self._resend:
+            return  # re-sent with DUP on the next connect() if the session is resumed
+        self._sent.clear()
         for fut in self._pending_pub.values():
             _set_exc(fut.fut if isinstance(fut, _Group) else fut, err)
         for sfut in self._pending_sub.values():
@@ -604,19 +711,26 @@ class MqttClient:
         self._backlog.clear()
 
     async def _misc_loop(self) -> None:
-        # Keep-alive: a PINGREQ when nothing was sent for ``keepalive`` seconds; no answer within
-        # another ``keepalive`` seconds means the link is dead. A timer is the point here.
+        # Keep-alive: a PINGREQ after ``keepalive`` seconds without sending OR without receiving
+        # (a stopped broker is found while we publish); no PINGRESP within half a keep-alive
+        # more ends the link (so a dead broker is found within ~1.5 x keepalive). While a PINGREQ
+        # is outstanding the socket is read even if the inbound queue is full, so a slow consumer
+        # cannot time out a healthy broker. A timer is the point here.
+        tick = min(1.0, max(0.05, self._keepalive / 10)) if self._keepalive > 0 else 1.0
         while self._proto is not None and self._disconnected is not None:
-            await asyncio.sleep(1)
+            await asyncio.sleep(tick)
             if self._disconnected.done() or self._keepalive <= 0:
                 continue
             now = time.monotonic()
-            if self._ping_sent is not None and now - self._ping_sent > self._keepalive:
-                self._fail(MqttError("connection lost: keep-alive timeout (no PINGRESP)"))
-                return
-            if self._ping_sent is None and now - self._last_out >= self._keepalive:
+            if self._ping_sent is not None:
+                if now - self._ping_sent > self._keepalive / 2:
+                    self._fail(MqttTimeout("connection lost: keep-alive timeout (no PINGRESP)"))
+                    return
+                continue
+            if now - self._last_out >= self._keepalive or now - self._last_in >= self._keepalive:
                 self._ping_sent = now
                 self._proto.send(codec.PINGREQ_PACKET)
+                self._resume_reading()  # the PINGRESP must be read (see _queue)
 
 
 class _Group:

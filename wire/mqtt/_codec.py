@@ -6,14 +6,17 @@ PUBLISH (QoS 0/1), PUBACK, SUBSCRIBE, PINGREQ, DISCONNECT. Server → client: CO
 for telehub's purposes (QoS 2 is not used anywhere in telehub).
 
 Reading PUBLISH packets is the hot path of the ingester; it is inlined in
-:meth:`wire.mqtt._Protocol.data_received` and only the rarer packets come through here.
+:meth:`wire.mqtt._client._Protocol.data_received` and only the rarer packets come through here.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
+
+from wire.mqtt._exceptions import ProtocolError
 
 # Packet types (high nibble of the first byte).
 CONNECT: Final = 1
@@ -34,6 +37,13 @@ SESSION_EXPIRY: Final = 0x11
 SERVER_KEEP_ALIVE: Final = 0x13
 REASON_STRING: Final = 0x1F
 RECEIVE_MAXIMUM: Final = 0x21
+ASSIGNED_CLIENT_ID: Final = 0x12
+MAXIMUM_QOS: Final = 0x24
+RETAIN_AVAILABLE: Final = 0x25
+MAXIMUM_PACKET_SIZE: Final = 0x27
+
+#: Largest packet this client accepts unless told otherwise (and announces in MQTT 5 CONNECT).
+DEFAULT_MAX_PACKET: Final = 1 << 20
 
 #: MQTT 5 property id -> how its value is encoded (spec 2.2.2.2).
 _PROPERTY_TYPES: Final = {
@@ -67,10 +77,6 @@ RETURN_CODES_V3: Final = {
     4: "bad user name or password",
     5: "not authorised",
 }
-
-
-class ProtocolError(Exception):
-    """The peer sent something this client does not accept."""
 
 
 def reason_name(code: int, v5: bool = True) -> str:
@@ -128,6 +134,7 @@ def connect(
     will: WillSpec | None = None,
     username: str | None = None,
     password: str | None = None,
+    maximum_packet_size: int = DEFAULT_MAX_PACKET,
 ) -> bytes:
     flags = 0x02 if clean_start else 0
     if will is not None:
@@ -143,6 +150,8 @@ def connect(
             + struct.pack("!I", session_expiry)
             + bytes((RECEIVE_MAXIMUM,))
             + struct.pack("!H", receive_maximum)
+            + bytes((MAXIMUM_PACKET_SIZE,))
+            + struct.pack("!I", maximum_packet_size)
         )
         body += varint(len(props)) + props
     body += utf8(client_id)
@@ -197,12 +206,23 @@ def read_varint(buf: bytes, i: int) -> tuple[int, int] | None:
 
 
 def properties(buf: bytes, i: int) -> tuple[dict[int, object], int]:
-    """MQTT 5 properties at ``buf[i]`` (length first): ({id: value}, index after them)."""
+    """MQTT 5 properties at ``buf[i]`` (length first): ({id: value}, index after them).
+
+    Anything malformed (truncated, overrunning, bad UTF-8, unknown id) is a ProtocolError."""
+    try:
+        return _properties(buf, i)
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"malformed properties: {type(exc).__name__}") from None
+
+
+def _properties(buf: bytes, i: int) -> tuple[dict[int, object], int]:
     got = read_varint(buf, i)
     if got is None:
         raise ProtocolError("truncated properties")
     length, i = got
     end = i + length
+    if end > len(buf):
+        raise ProtocolError("properties longer than the packet")
     out: dict[int, object] = {}
     while i < end:
         pid = buf[i]
@@ -223,6 +243,8 @@ def properties(buf: bytes, i: int) -> tuple[dict[int, object], int]:
         elif kind in ("str", "bin"):
             n = struct.unpack_from("!H", buf, i)[0]
             raw = buf[i + 2 : i + 2 + n]
+            if len(raw) != n:
+                raise ProtocolError("truncated property")
             value, i = (raw.decode() if kind == "str" else bytes(raw)), i + 2 + n
         elif kind == "pair":
             n = struct.unpack_from("!H", buf, i)[0]
@@ -242,6 +264,10 @@ class Connack:
     code: int
     receive_maximum: int = 65535
     server_keepalive: int | None = None
+    maximum_packet_size: int | None = None
+    maximum_qos: int = 2
+    retain_available: bool = True
+    assigned_client_id: str | None = None
 
 
 def connack(body: bytes, v5: bool) -> Connack:
@@ -253,8 +279,21 @@ def connack(body: bytes, v5: bool) -> Connack:
     props, _ = properties(body, 2)
     rm = props.get(RECEIVE_MAXIMUM)
     ka = props.get(SERVER_KEEP_ALIVE)
+    mp = props.get(MAXIMUM_PACKET_SIZE)
+    mq = props.get(MAXIMUM_QOS)
+    ra = props.get(RETAIN_AVAILABLE)
+    ac = props.get(ASSIGNED_CLIENT_ID)
+    if rm == 0 or mp == 0 or (mq is not None and mq not in (0, 1)) or ra not in (None, 0, 1):
+        raise ProtocolError("CONNACK property out of range")
     return Connack(
-        present, code, rm if isinstance(rm, int) else 65535, ka if isinstance(ka, int) else None
+        present,
+        code,
+        rm if isinstance(rm, int) else 65535,
+        ka if isinstance(ka, int) else None,
+        mp if isinstance(mp, int) else None,
+        mq if isinstance(mq, int) else 2,
+        ra != 0,
+        ac if isinstance(ac, str) else None,
     )
 
 
@@ -276,3 +315,117 @@ def suback(body: bytes, v5: bool) -> tuple[int, list[int]]:
 
 def disconnect_reason(body: bytes) -> int:
     return body[0] if body else 0
+
+
+# -- the packet reader (sans-I/O) ------------------------------------------------------------
+class Reader:
+    """Bytes in, packets out: ``feed(data)`` returns every packet completed by ``data``, each
+    either ``make_publish(topic, payload, qos, retain, mid, dup)`` for a PUBLISH or
+    ``(first_byte, body)`` for any other packet. A partial packet is kept as a list of chunks and
+    joined once it is complete (no quadratic ``bytes + bytes``); a remaining length over
+    ``max_packet`` is refused as soon as its header is read. A malformation raises ProtocolError
+    (or, after packets that came before it in the same read, ends the returned list as the
+    ProtocolError instance); the reader must not be fed again."""
+
+    __slots__ = ("_chunks", "_have", "_need", "make", "max_packet", "v5")
+
+    def __init__(
+        self,
+        *,
+        v5: bool,
+        max_packet: int,
+        make_publish: Callable[[str, bytes, int, bool, int], object],
+    ) -> None:
+        self.v5 = v5
+        self.max_packet = max_packet
+        self.make = make_publish
+        self._chunks: list[bytes] = []
+        self._have = 0
+        self._need = 0
+
+    def feed(self, data: bytes) -> list[object]:
+        if self._chunks:
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return []
+            buf = b"".join(self._chunks)
+            self._chunks.clear()
+        else:
+            buf = data
+        out: list[object] = []
+        try:
+            self._parse(buf, out)
+        except (ProtocolError, UnicodeDecodeError, IndexError) as exc:
+            err = (
+                exc
+                if isinstance(exc, ProtocolError)
+                else ProtocolError(f"malformed packet: {type(exc).__name__}")
+            )
+            if not out:
+                raise err from None
+            out.append(err)  # the packets before it are valid: the caller handles them first
+        return out
+
+    def _parse(self, buf: bytes, out: list[object]) -> None:
+        n = len(buf)
+        i = 0
+        v5 = self.v5
+        make = self.make
+        limit = self.max_packet
+        need = 0
+        while True:
+            if n - i < 2:
+                need = 2
+                break
+            first = buf[i]
+            b = buf[i + 1]
+            if b < 0x80:
+                rl, j = b, i + 2
+            elif n - i > 2 and buf[i + 2] < 0x80:  # 128 B .. 16 KiB: most PUBLISHes
+                rl, j = (b & 0x7F) | (buf[i + 2] << 7), i + 3
+            else:
+                got = read_varint(buf, i + 1)
+                if got is None:
+                    need = n - i + 1
+                    break
+                rl, j = got
+            end = j + rl
+            if end - i > limit:
+                raise ProtocolError(f"packet of {end - i} bytes over the maximum of {limit}")
+            if end > n:
+                need = end - i
+                break
+            if first >> 4 == PUBLISH:  # the hot path, inline
+                qos = (first >> 1) & 3
+                k = j + 2 + ((buf[j] << 8) | buf[j + 1])
+                if k > end:
+                    raise ProtocolError("malformed PUBLISH")
+                topic = buf[j + 2 : k].decode()
+                mid = 0
+                if qos:
+                    if qos == 3:
+                        raise ProtocolError("PUBLISH with QoS 3")
+                    mid = (buf[k] << 8) | buf[k + 1]
+                    k += 2
+                    if mid == 0:
+                        raise ProtocolError("PUBLISH with packet identifier 0")
+                if v5:
+                    p = buf[k]
+                    if p < 0x80:
+                        k += 1 + p
+                    else:
+                        got = read_varint(buf, k)
+                        if got is None:
+                            raise ProtocolError("truncated PUBLISH properties")
+                        k = got[0] + got[1]
+                if k > end or not topic or "\x00" in topic:
+                    raise ProtocolError("malformed PUBLISH")
+                out.append(make(topic, buf[k:end], qos, bool(first & 1), mid))
+            else:
+                out.append((first, buf[j:end]))
+            i = end
+        if i < n:
+            self._chunks.append(buf[i:])
+            self._have = n - i
+            self._need = need
