@@ -64,6 +64,9 @@ class MqttConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     url: str  # mqtt://host:port or mqtts://host:port
     protocol: Literal["5", "3.1.1"] = "5"
     ca_file: str | None = None  # CA bundle for mqtts:// (system store when omitted)
+    # the hub's certificate (signed by the fleet CA) and its key: its identity at the broker
+    cert_file: str | None = None
+    key_file: str | None = None
     username: str | None = None  # per-hub credentials
     password: str | None = None
     password_file: str | None = None  # alternative to ``password``: first line of this file
@@ -76,6 +79,10 @@ class MqttConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
             raise ValueError(f"url: scheme must be mqtt:// or mqtts://, got {self.url!r}")
         if self.ca_file is not None and scheme != "mqtts":
             raise ValueError("ca_file: only meaningful with an mqtts:// url")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file/key_file: give both or neither")
+        if self.cert_file is not None and scheme != "mqtts":
+            raise ValueError("cert_file: a client certificate needs an mqtts:// url")
         if self.password is not None and self.password_file is not None:
             raise ValueError("password/password_file: give one, not both")
         if not 5 <= self.keepalive <= 3600:

@@ -66,7 +66,12 @@ class Uplink:
         self.state = state or HubState()
         m = config.mqtt
         self.settings = MqttSettings.from_url(
-            m.url, protocol=m.protocol, ca_file=m.ca_file, keepalive=m.keepalive
+            m.url,
+            protocol=m.protocol,
+            ca_file=m.ca_file,
+            cert_file=m.cert_file,
+            key_file=m.key_file,
+            keepalive=m.keepalive,
         )
         if m.username is not None:
             self.settings = MqttSettings(
@@ -76,6 +81,8 @@ class Uplink:
                 password=m.resolved_password(),
                 tls=self.settings.tls,
                 ca_file=m.ca_file,
+                cert_file=m.cert_file,
+                key_file=m.key_file,
                 protocol=m.protocol,
                 keepalive=m.keepalive,
             )

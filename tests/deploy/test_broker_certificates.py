@@ -11,6 +11,7 @@ from edge.identity import generate_key_and_csr
 from telehub.fleetca import DynSec, EnrolError, FleetCA, add_fleet_hub
 from tests.deploy.broker_kit import Kit, Sub, make_kit, pub, refresh_crl, wait_for
 from wire import contract
+from wire.mqtt import MqttClient, MqttError, MqttSettings
 
 READINGS_A = contract.readings_topic("hub-a")
 
@@ -164,3 +165,37 @@ def test_telehub_enrol_command_gives_a_working_identity(
     shutil.copy(kit.hub_ca.crl_path, kit.directory / "certs" / "hub-ca.crl")
     refresh_crl(kit, broker)
     assert pub(kit.tls_args((out, ident / "hub.key")), topic, "c2").returncode != 0
+
+
+@pytest.mark.integration
+async def test_our_client_connects_with_the_hub_certificate(
+    kit_broker, tmp_path: Path, subs: list[Sub]
+) -> None:  # type: ignore[no-untyped-def]
+    """wire.mqtt presents the hub's certificate; the broker makes its CN the identity."""
+    kit, _ = kit_broker
+    mon = _monitor(kit, subs)
+    crt, key = kit.cert_for("hub-a")
+    settings = MqttSettings(
+        host="localhost",
+        port=kit.tls_port,
+        tls=True,
+        ca_file=str(kit.server_ca.cert_path),
+        cert_file=str(crt),
+        key_file=str(key),
+    )
+    client = MqttClient(settings, "hub-a")
+    await client.connect()
+    try:
+        await client.publish(READINGS_A, b"wire-own", qos=1)
+    finally:
+        await client.disconnect()
+    assert wait_for(lambda: f"{READINGS_A} wire-own" in mon.messages())
+    # without a certificate the same client is refused at the TLS handshake
+    bare = MqttClient(
+        MqttSettings(
+            host="localhost", port=kit.tls_port, tls=True, ca_file=str(kit.server_ca.cert_path)
+        ),
+        "hub-a",
+    )
+    with pytest.raises((MqttError, OSError)):
+        await bare.connect()

@@ -78,6 +78,10 @@ class MqttSettings:
     password: str | None = None
     tls: bool = False
     ca_file: str | None = None
+    #: the client's own certificate chain and private key (PEM) for mutual TLS: a hub's
+    #: identity at the broker (docs/security.md); both or neither
+    cert_file: str | None = None
+    key_file: str | None = None
     protocol: Protocol = "5"
     keepalive: int = 30
     connect_timeout: float = 10.0
@@ -251,6 +255,8 @@ class MqttClient:
         ctx: ssl.SSLContext | None = None
         if s.tls:
             ctx = ssl.create_default_context(cafile=s.ca_file)
+            if s.cert_file is not None:
+                ctx.load_cert_chain(s.cert_file, s.key_file)
         will = None
         if self._will is not None:
             w = self._will
