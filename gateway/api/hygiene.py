@@ -61,22 +61,26 @@ class InputHygiene:
         )
         query: bytes = scope.get("query_string", b"")
         if len(raw_path) + len(query) > self.max_url_bytes:
-            await _reply(send, 414, "uri_too_long", "the URL is too long")
+            await _reply(send, 414, "uri_too_long", "the URL is too long", scope=scope)
             return
         # the decoded path as the router sees it, too (a server may hand over a decoded path)
         path_reason = unstorable_reason(raw_path) or unstorable_reason(
             str(scope["path"]).encode("utf-8", "surrogateescape")
         )
         if path_reason is not None:
-            await _reply(send, 400, "invalid_request", f"the path {path_reason}")
+            await _reply(send, 400, "invalid_request", f"the path {path_reason}", scope=scope)
             return
         query_reason = unstorable_reason(query.replace(b"+", b" "))
         if query_reason is not None:
-            await _reply(send, 400, "invalid_request", f"the query string {query_reason}")
+            await _reply(
+                send, 400, "invalid_request", f"the query string {query_reason}", scope=scope
+            )
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await _reply(send, 413, "payload_too_large", "the request body is too large")
+            await _reply(
+                send, 413, "payload_too_large", "the request body is too large", scope=scope
+            )
             return
         if declared is None and _has_body(scope):
             # a chunked body: read it (bounded) before the handler runs, then replay it
@@ -90,7 +94,9 @@ class InputHygiene:
                 chunk = message.get("body", b"")
                 seen += len(chunk)
                 if seen > self.max_body_bytes:
-                    await _reply(send, 413, "payload_too_large", "the request body is too large")
+                    await _reply(
+                        send, 413, "payload_too_large", "the request body is too large", scope=scope
+                    )
                     return
                 chunks.append(chunk)
                 more = message.get("more_body", False)
@@ -124,10 +130,30 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _reply(send: Send, status: int, code: str, message: str) -> None:
-    body = _error_body(code, message)
+#: FHIR issue types (http://hl7.org/fhir/issue-type) for the statuses this middleware answers.
+_FHIR_ISSUE: Final = {400: "invalid", 413: "too-long", 414: "too-long"}
+
+
+def _fhir_body(status: int, message: str) -> bytes:
+    issue = {
+        "severity": "error",
+        "code": _FHIR_ISSUE.get(status, "invalid"),
+        "diagnostics": message,
+    }
+    return json.dumps({"resourceType": "OperationOutcome", "issue": [issue]}).encode()
+
+
+async def _reply(
+    send: Send, status: int, code: str, message: str, *, scope: Scope | None = None
+) -> None:
+    """The API's error model, or an OperationOutcome under /fhir (the FHIR API's own shape)."""
+    path = str(scope.get("path", "")) if scope is not None else ""
+    if path == "/fhir" or path.startswith("/fhir/"):
+        body, media = _fhir_body(status, message), b"application/fhir+json"
+    else:
+        body, media = _error_body(code, message), b"application/json"
     headers: list[Any] = [
-        (b"content-type", b"application/json"),
+        (b"content-type", media),
         (b"content-length", str(len(body)).encode()),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
