@@ -9,9 +9,9 @@ N       ?= 2000
 
 .PHONY: demo test lint typecheck chaos bench clean venv lock pglite
 
-LOCK    := deploy/constraints.txt
+LOCK    := constraints.txt
 
-# Every install takes the locked versions of deploy/constraints.txt; `make lock` refreshes them.
+# Every install takes the locked versions of constraints.txt; `make lock` refreshes them.
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) pip
