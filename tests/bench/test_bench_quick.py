@@ -78,6 +78,6 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, pg_admin_dsn: str) -> No
 
 def _missing(figures: dict[str, object], path: str) -> bool:
     try:
-        return get(figures, path) is None  # type: ignore[arg-type]
+        return get(figures, path) is None
     except KeyError:
         return True

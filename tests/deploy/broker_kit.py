@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from edge.identity import generate_key_and_csr
 from telehub.fleetca import DynSec, FleetCA
+from tests.fixtures.fix_mqtt import Mosquitto, MosquittoFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "deploy" / "mosquitto" / "telehub.conf"
@@ -118,7 +119,7 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untype
     return bool(predicate())
 
 
-def make_kit(mosquitto, tmp_path: Path) -> tuple[Kit, object]:  # type: ignore[no-untyped-def]
+def make_kit(mosquitto: MosquittoFactory, tmp_path: Path) -> tuple[Kit, Mosquitto]:
     """Start the broker on the shipped (or TELEHUB_TEST_BROKER_CONF) configuration."""
     from tests.fixtures.fix_mqtt import free_port
 

@@ -10,6 +10,7 @@ import pytest
 from edge.identity import generate_key_and_csr
 from telehub.fleetca import DynSec, EnrolError, FleetCA, add_fleet_hub
 from tests.deploy.broker_kit import Kit, Sub, make_kit, pub, refresh_crl, wait_for
+from tests.fixtures.fix_mqtt import Mosquitto, MosquittoFactory
 from wire import contract
 from wire.mqtt import MqttClient, MqttError, MqttSettings
 
@@ -17,7 +18,7 @@ READINGS_A = contract.readings_topic("hub-a")
 
 
 @pytest.fixture
-def kit_broker(mosquitto, tmp_path: Path):  # type: ignore[no-untyped-def]
+def kit_broker(mosquitto: MosquittoFactory, tmp_path: Path) -> tuple[Kit, Mosquitto]:
     return make_kit(mosquitto, tmp_path)
 
 
@@ -37,7 +38,9 @@ def _monitor(kit: Kit, subs: list[Sub]) -> Sub:
 
 
 @pytest.mark.integration
-def test_enrolled_hub_is_its_cn_and_nothing_else(kit_broker, subs: list[Sub]) -> None:  # type: ignore[no-untyped-def]
+def test_enrolled_hub_is_its_cn_and_nothing_else(
+    kit_broker: tuple[Kit, Mosquitto], subs: list[Sub]
+) -> None:
     kit, _ = kit_broker
     mon = _monitor(kit, subs)
     cert = kit.cert_for("hub-a")
@@ -55,8 +58,8 @@ def test_enrolled_hub_is_its_cn_and_nothing_else(kit_broker, subs: list[Sub]) ->
 
 @pytest.mark.integration
 def test_no_certificate_and_foreign_ca_are_refused(
-    kit_broker, tmp_path: Path, subs: list[Sub]
-) -> None:  # type: ignore[no-untyped-def]
+    kit_broker: tuple[Kit, Mosquitto], tmp_path: Path, subs: list[Sub]
+) -> None:
     kit, _ = kit_broker
     mon = _monitor(kit, subs)
     # No certificate, even with a valid password: the TLS handshake fails.
@@ -75,8 +78,8 @@ def test_no_certificate_and_foreign_ca_are_refused(
 
 @pytest.mark.integration
 def test_revoked_certificate_is_refused_and_rotation_has_no_gap(
-    kit_broker, subs: list[Sub]
-) -> None:  # type: ignore[no-untyped-def]
+    kit_broker: tuple[Kit, Mosquitto], subs: list[Sub]
+) -> None:
     from cryptography import x509
 
     kit, broker = kit_broker
@@ -134,8 +137,8 @@ def test_fleet_entry_is_added_once(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_telehub_enrol_command_gives_a_working_identity(
-    kit_broker, tmp_path: Path, subs: list[Sub]
-) -> None:  # type: ignore[no-untyped-def]
+    kit_broker: tuple[Kit, Mosquitto], tmp_path: Path, subs: list[Sub]
+) -> None:
     """`telehub hub csr` on the hub, `telehub hub enrol` at the operator, then it connects."""
     import shutil
     import tomllib
@@ -169,8 +172,8 @@ def test_telehub_enrol_command_gives_a_working_identity(
 
 @pytest.mark.integration
 async def test_our_client_connects_with_the_hub_certificate(
-    kit_broker, tmp_path: Path, subs: list[Sub]
-) -> None:  # type: ignore[no-untyped-def]
+    kit_broker: tuple[Kit, Mosquitto], tmp_path: Path, subs: list[Sub]
+) -> None:
     """wire.mqtt presents the hub's certificate; the broker makes its CN the identity."""
     kit, _ = kit_broker
     mon = _monitor(kit, subs)

@@ -170,7 +170,7 @@ async def test_scan_errors_become_transport_errors() -> None:
 async def test_missing_bluez_is_named() -> None:
     class NoBus(FakeScanner):
         @classmethod
-        async def discover(cls, **kw: Any) -> Any:
+        async def discover(cls, timeout: float, return_adv: bool, **kw: Any) -> Any:
             raise FileNotFoundError(2, "No such file or directory")
 
     t = BleakTransport(scanner_cls=NoBus, client_cls=FakeClient)
@@ -310,6 +310,6 @@ async def test_full_notification_queue_keeps_every_confirmed_record(tmp_path: An
     assert len(handled) + len(kept) == total
     assert sorted(handled + kept) == [i.to_bytes(2, "big") for i in range(total)]
     assert state.counters["ble.notifications_kept"] == len(kept) > 0
-    assert link.dropped_notifications == 0  # type: ignore[attr-defined]
+    assert link.dropped_notifications == 0
     await link.disconnect()
     outbox.close()

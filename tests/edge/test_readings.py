@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -73,7 +74,8 @@ def test_bp_record_becomes_three_readings_with_every_field() -> None:
         time_token=token,
         supplemental="2a35:1e7800500060000000",
     )
-    common = dict(
+    reading = functools.partial(
+        contract.Reading,
         device="00:09:1F:8A:12:34",
         patient="patient-a",
         source="2a35",
@@ -99,7 +101,7 @@ def test_bp_record_becomes_three_readings_with_every_field() -> None:
         )
 
     assert rs == [
-        contract.Reading(
+        reading(
             key=key(150021, "120mm[Hg]"),
             mdc=150021,
             loinc=["8480-6"],
@@ -108,9 +110,8 @@ def test_bp_record_becomes_three_readings_with_every_field() -> None:
             value="120",
             panel=150020,
             flags=["irregular-pulse"],
-            **common,
-        ),  # type: ignore[arg-type]
-        contract.Reading(
+        ),
+        reading(
             key=key(150022, "80.0mm[Hg]"),
             mdc=150022,
             loinc=["8462-4"],
@@ -119,9 +120,8 @@ def test_bp_record_becomes_three_readings_with_every_field() -> None:
             value="80.0",
             panel=150020,
             flags=["irregular-pulse"],
-            **common,
-        ),  # type: ignore[arg-type]
-        contract.Reading(
+        ),
+        reading(
             key=key(149546, "62/min"),
             mdc=149546,
             loinc=["8867-4"],
@@ -129,8 +129,7 @@ def test_bp_record_becomes_three_readings_with_every_field() -> None:
             mdc_unit=264864,
             value="62",
             flags=["irregular-pulse", "pulse-rate"],
-            **common,
-        ),  # type: ignore[arg-type]
+        ),
     ]
     # round-trips through the wire encoding unchanged
     assert [contract.decode_reading(contract.encode(r)) for r in rs] == rs

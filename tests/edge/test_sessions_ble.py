@@ -145,7 +145,7 @@ async def test_battery_level_goes_to_status_not_readings(tmp_path: Path) -> None
     assert env.state.device_battery(ADDR) == 63
     assert [r.mdc for r in stored(env.outbox)] == [160184]  # the glucose value only
     status = env.state.status("hub-t", "online", None)
-    assert [(d.device, d.battery) for d in status.devices] == [(ADDR, 63)]  # type: ignore[attr-defined]
+    assert [(d.device, d.battery) for d in status.devices] == [(ADDR, 63)]
 
 
 async def test_history_replay_is_deduplicated(tmp_path: Path) -> None:
@@ -379,8 +379,9 @@ async def test_current_time_written_before_subscribing(tmp_path: Path, sync: Tim
     await session(env, binding, radio)
     assert clock.sets == 1  # one write: Current Time (Date Time not needed after it)
     assert stored(env.outbox) == expected(binding, "2a35", r.data, clock_set=True)
-    assert stored(env.outbox)[0].device_time is not None
-    assert stored(env.outbox)[0].device_time.startswith("2000-01-01")  # stamped before the set
+    device_time = stored(env.outbox)[0].device_time
+    assert device_time is not None
+    assert device_time.startswith("2000-01-01")  # stamped before the set
 
 
 async def test_vendor_uart_stream_through_the_framer(tmp_path: Path) -> None:

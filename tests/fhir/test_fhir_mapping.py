@@ -42,9 +42,12 @@ def reading(**kw: Any) -> m.StoredReading:
 def validate(resource: dict[str, Any]) -> dict[str, Any]:
     """Round-trip through JSON bytes (as served) and the fhir.resources model."""
     data = json.loads(m.dumps(resource))
-    model = {"Observation": Observation, "Patient": Patient, "Device": Device}[data["resourceType"]]
+    model: Any = {"Observation": Observation, "Patient": Patient, "Device": Device}[
+        data["resourceType"]
+    ]
     model.model_validate(data)
-    return data
+    out: dict[str, Any] = data
+    return out
 
 
 metric_st = st.sampled_from(sorted(METRICS))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -76,7 +76,11 @@ def encode_reading(r: dict[str, Any]) -> bytes:
 
 
 def message(
-    readings: list[dict[str, Any] | bytes], *, hub: str = HUB, msg_id: str | None = None, v: int = 1
+    readings: Sequence[dict[str, Any] | bytes],
+    *,
+    hub: str = HUB,
+    msg_id: str | None = None,
+    v: int = 1,
 ) -> tuple[str, bytes]:
     """(msg_id, payload) of a ReadingsMessage."""
     mid = msg_id or uuid.uuid4().hex

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.core.result import Ok
 
 from gateway.api import create_app
 from gateway.service import api_server
@@ -49,6 +51,7 @@ def test_openapi_fuzz(fresh_db: str) -> None:
         schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
         ran = []
         for result in schema.get_all_operations():
+            assert isinstance(result, Ok), result
             op = result.ok()
             if op.path == "/api/v1/alerts/stream":
                 continue  # never ends by design; tests/gateway/test_stream_sse.py covers it
@@ -60,7 +63,7 @@ def test_openapi_fuzz(fresh_db: str) -> None:
                 derandomize=True,  # CI is reproducible; run a longer random fuzz by hand
                 suppress_health_check=list(HealthCheck),
             )
-            def run(case: schemathesis.Case) -> None:
+            def run(case: schemathesis.Case[Any]) -> None:
                 case.call_and_validate(headers=headers, timeout=10)
 
             run()

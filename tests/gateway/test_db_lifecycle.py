@@ -5,6 +5,7 @@ PGlite + TimescaleDB 2.23 (tests/fixtures/fix_pglite.py), plain mode against Pos
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any, Protocol
 
 import psycopg
@@ -72,7 +73,9 @@ def put(
     return len(rows)
 
 
-def series(db: Sql, bucket: Bucket, start: str, end: str, tz: str = "Europe/Copenhagen") -> list:
+def series(
+    db: Sql, bucket: Bucket, start: str, end: str, tz: str = "Europe/Copenhagen"
+) -> list[tuple[Any, ...]]:
     cols = "b, unit, n, lo, hi, mean, fv, ft, lv, lt"
     sql = (
         "SELECT to_char(b AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), n::int, lo::text, hi::text,"
@@ -350,8 +353,8 @@ async def test_fetch_series_for_the_api(plain: Pg, fresh_db: str) -> None:
         )
         points = await fetch_series(conn, "p1", SPO2, start, end)
         assert [(p.n, str(p.min), str(p.max), p.first_value) for p in points] == [
-            (3, "93", "97", 97),
-            (2, "90", "94.5", 90),
+            (3, "93", "97", Decimal(97)),
+            (2, "90", "94.5", Decimal(90)),
         ]
         assert points[1].first_time == datetime.fromisoformat("2025-12-01T23:30Z")
         assert await fetch_series(conn, "nobody", SPO2, start, end) == []

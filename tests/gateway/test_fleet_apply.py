@@ -198,7 +198,7 @@ def _dump(conn: psycopg.Connection) -> dict[str, list[tuple[object, ...]]]:
         " enabled, description FROM rules ORDER BY 1",
         "webhooks": "SELECT webhook_id, org_id, url, secret FROM webhooks ORDER BY 1",
     }
-    return {k: conn.execute(v).fetchall() for k, v in q.items()}  # type: ignore[arg-type]
+    return {k: conn.execute(v).fetchall() for k, v in q.items()}
 
 
 def test_apply_fleet_is_idempotent_and_hashes_tokens(fresh_db: str) -> None:

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from gateway.ingest import AlertChange
+from tests.fixtures.fix_mqtt import MosquittoFactory
 from tests.gateway.ingest_support import T0, message, reading, running
 from wire import contract
 
@@ -33,7 +34,9 @@ async def _listen(dsn: str, out: list[str], ready: asyncio.Event) -> None:
             out.append(n.payload)
 
 
-async def test_repeated_breaches_raise_one_open_alert(fresh_db: str, mosquitto) -> None:
+async def test_repeated_breaches_raise_one_open_alert(
+    fresh_db: str, mosquitto: MosquittoFactory
+) -> None:
     broker = mosquitto()
     low1, ok, low2, low3 = (
         reading(1, value="88"),
@@ -135,7 +138,9 @@ async def test_repeated_breaches_raise_one_open_alert(fresh_db: str, mosquitto) 
     assert notified == ["1", "1", "1", str(new_id)]
 
 
-async def test_breaches_in_one_batch_are_grouped(fresh_db: str, mosquitto) -> None:
+async def test_breaches_in_one_batch_are_grouped(
+    fresh_db: str, mosquitto: MosquittoFactory
+) -> None:
     broker = mosquitto()
     items = [reading(i, value=v) for i, v in enumerate(["89", "95", "70", "88.5"])]
     async with running(fresh_db, broker.url) as h:

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.ingest import Ingester
 from gateway.ingest.store import prepare_session
+from tests.fixtures.fix_mqtt import MosquittoFactory
 from tests.gateway.ingest_support import HUB, message, prepare_db, reading, settings_for
 from wire import contract
 from wire.mqtt import Message, MqttClient, MqttSettings
@@ -27,7 +28,9 @@ def _msg(topic: str, payload: bytes) -> Message:
     return Message(topic, payload, qos=0, retain=False, mid=0)  # qos 0: ack() is a no-op
 
 
-async def test_poison_message_is_isolated_from_its_batch(fresh_db: str, mosquitto) -> None:
+async def test_poison_message_is_isolated_from_its_batch(
+    fresh_db: str, mosquitto: MosquittoFactory
+) -> None:
     broker = mosquitto()
     prepare_db(fresh_db)
     ingester = Ingester(settings_for(fresh_db, broker.url), migrate_schema=False)

@@ -3,29 +3,40 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Literal
 
 import pytest
 
+from tests.fixtures.fix_mqtt import MosquittoFactory
 from tests.gateway.ingest_support import HUB, NOW, running
 from wire import contract
 
 pytestmark = pytest.mark.integration
 
 
-def _status(hub: str, state: str, *, at=NOW, devices=()) -> bytes:
+def _status(
+    hub: str,
+    state: Literal["online", "offline"],
+    *,
+    at: datetime = NOW,
+    devices: Iterable[tuple[str, datetime]] = (),
+) -> bytes:
     return contract.encode(
         contract.HubStatus(
             hub=hub,
             state=state,
-            at=at,  # type: ignore[arg-type]
+            at=at,
             outbox=contract.OutboxState(pending=3, bytes=900),
             devices=[contract.DeviceSeen(d, t) for d, t in devices],
         )
     )
 
 
-async def test_status_heartbeat_will_and_unknown_hub(fresh_db: str, mosquitto) -> None:
+async def test_status_heartbeat_will_and_unknown_hub(
+    fresh_db: str, mosquitto: MosquittoFactory
+) -> None:
     broker = mosquitto()
     seen = NOW - timedelta(minutes=2)
     online = _status(HUB, "online", devices=[("oxi-1", seen), ("unbound", seen)])
@@ -43,7 +54,7 @@ async def test_status_heartbeat_will_and_unknown_hub(fresh_db: str, mosquitto) -
         await h.publish(_status("hub-x", "online"), hub="hub-x", leaf="status")
         await h.publish(_status("hub-2", "online"), hub=HUB, leaf="status")
         await h.publish(b"", leaf="status", retain=True)  # clears the retained status: ignored
-        dead = []
+        dead: list[object] = []
         while len(dead) < 2:
             dead.extend((await h.batch()).rejected)
         rows = h.query("SELECT hub_id, topic, reading_key, reason FROM dead_letters ORDER BY id")
@@ -63,7 +74,7 @@ async def test_status_heartbeat_will_and_unknown_hub(fresh_db: str, mosquitto) -
     assert states == [(HUB, "offline"), ("hub-2", "unknown")]
 
 
-async def test_retained_status_is_read_at_start(fresh_db: str, mosquitto) -> None:
+async def test_retained_status_is_read_at_start(fresh_db: str, mosquitto: MosquittoFactory) -> None:
     """A hub's retained status published while no ingester ran is applied when one starts."""
     from wire.mqtt import MqttClient, MqttSettings
 

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from gateway.ingest import Ingester
+from tests.fixtures.fix_mqtt import MosquittoFactory
 from tests.gateway.ingest_support import (
     HUB,
     message,
@@ -44,14 +45,18 @@ def _set_db_reachable(admin_dsn: str, dbname: str, reachable: bool) -> None:
     ids=["mqtt5", "mqtt5-broker-restart", "mqtt311-broker-restart"],
 )
 async def test_database_outage_acks_nothing_and_redelivery_is_exact(
-    fresh_db: str, pg_admin_dsn: str, mosquitto, protocol: str, restart_broker: bool
+    fresh_db: str,
+    pg_admin_dsn: str,
+    mosquitto: MosquittoFactory,
+    protocol: str,
+    restart_broker: bool,
 ) -> None:
     broker = mosquitto(PERSISTENT)
     prepare_db(fresh_db)
     dbname = psycopg.conninfo.conninfo_to_dict(fresh_db)["dbname"]
     assert isinstance(dbname, str)
     settings = settings_for(fresh_db, broker.url, mqtt_protocol=protocol)
-    mqtt = MqttSettings.from_url(broker.url, protocol=protocol)  # type: ignore[arg-type]
+    mqtt = MqttSettings.from_url(broker.url, protocol=protocol)
     ingester = Ingester(settings, migrate_schema=False)
     stop = asyncio.Event()
     task = asyncio.create_task(ingester.run(stop))
@@ -74,7 +79,7 @@ async def test_database_outage_acks_nothing_and_redelivery_is_exact(
             await asyncio.sleep(0.3)
             assert sub.get_nowait() is None  # nothing stored, so no receipt
             _set_db_reachable(pg_admin_dsn, dbname, True)
-            receipts = {}
+            receipts: dict[str, contract.Receipt] = {}
             while len(receipts) < 2:
                 m = await asyncio.wait_for(anext(it), 15)
                 r = contract.decode_receipt(m.payload)

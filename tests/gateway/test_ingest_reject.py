@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import msgspec
 import pytest
 
+from tests.fixtures.fix_mqtt import MosquittoFactory
 from tests.gateway.ingest_support import (
     HUB,
     NOW,
@@ -27,7 +29,9 @@ _UTF8_AT = _UTF8_BAD.index(b"\xff")
 DEAD = "SELECT hub_id, topic, reading_key, reason, payload FROM dead_letters ORDER BY id"
 
 
-async def test_bad_readings_are_rejected_one_by_one(fresh_db: str, mosquitto) -> None:
+async def test_bad_readings_are_rejected_one_by_one(
+    fresh_db: str, mosquitto: MosquittoFactory
+) -> None:
     broker = mosquitto()
     good1, good2 = reading(1), reading(99)
     bad: list[tuple[dict[str, Any] | bytes, str]] = [
@@ -214,7 +218,11 @@ def _schema() -> tuple[str | None, bytes, str, list[str]]:
         "schema",
     ],
 )
-async def test_bad_message_is_rejected_whole(fresh_db: str, mosquitto, case) -> None:
+async def test_bad_message_is_rejected_whole(
+    fresh_db: str,
+    mosquitto: MosquittoFactory,
+    case: Callable[[], tuple[str | None, bytes, str, list[str]]],
+) -> None:
     broker = mosquitto()
     msg_id, payload, reason, keys = case()
     good = reading(1)
@@ -242,7 +250,7 @@ async def test_bad_message_is_rejected_whole(fresh_db: str, mosquitto, case) -> 
     assert {r.msg_id: r for r in got} == expected
 
 
-async def test_unknown_hub_is_rejected(fresh_db: str, mosquitto) -> None:
+async def test_unknown_hub_is_rejected(fresh_db: str, mosquitto: MosquittoFactory) -> None:
     broker = mosquitto()
     async with running(fresh_db, broker.url) as h:
         r = reading(1)

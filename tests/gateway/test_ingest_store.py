@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from tests.fixtures.fix_mqtt import MosquittoFactory
 from tests.gateway.ingest_support import (
     HUB,
     READING_COLUMNS,
@@ -26,7 +28,9 @@ pytestmark = pytest.mark.integration
     [{}, {"mqtt_protocol": "3.1.1"}, {"shared_subscription_group": "ingest"}],
     ids=["mqtt5", "mqtt311", "shared"],
 )
-async def test_good_readings_are_stored_with_a_receipt(fresh_db: str, mosquitto, over) -> None:
+async def test_good_readings_are_stored_with_a_receipt(
+    fresh_db: str, mosquitto: MosquittoFactory, over: dict[str, Any]
+) -> None:
     broker = mosquitto()
     spo2 = reading(1, value="97")
     weight = reading(
@@ -111,7 +115,9 @@ async def test_good_readings_are_stored_with_a_receipt(fresh_db: str, mosquitto,
     }
 
 
-async def test_redelivered_message_is_counted_as_duplicates(fresh_db: str, mosquitto) -> None:
+async def test_redelivered_message_is_counted_as_duplicates(
+    fresh_db: str, mosquitto: MosquittoFactory
+) -> None:
     broker = mosquitto()
     readings = [reading(i) for i in range(3)]
     async with running(fresh_db, broker.url) as h:
@@ -137,7 +143,9 @@ async def test_redelivered_message_is_counted_as_duplicates(fresh_db: str, mosqu
     assert (counters["stored"], counters["duplicates"]) == (4, 4)
 
 
-async def test_same_key_twice_in_one_message_is_stored_once(fresh_db: str, mosquitto) -> None:
+async def test_same_key_twice_in_one_message_is_stored_once(
+    fresh_db: str, mosquitto: MosquittoFactory
+) -> None:
     broker = mosquitto()
     r = reading(1)
     async with running(fresh_db, broker.url) as h:
@@ -149,7 +157,7 @@ async def test_same_key_twice_in_one_message_is_stored_once(fresh_db: str, mosqu
 
 
 async def test_device_bound_after_start_is_accepted_after_cache_refresh(
-    fresh_db: str, mosquitto
+    fresh_db: str, mosquitto: MosquittoFactory
 ) -> None:
     broker = mosquitto()
     r = reading(1, device="oxi-new")

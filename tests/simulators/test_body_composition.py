@@ -50,7 +50,9 @@ def test_records_decode_to_the_generated_values() -> None:
 
 
 def test_unsuccessful_measurement_is_body_fat_ffff() -> None:
-    dev = BodyCompositionScale(ADDR, PHYS, world=SimTime(), faults=Faults(invalid_readings={0}))
+    dev = BodyCompositionScale(
+        ADDR, PHYS, world=SimTime(), faults=Faults(invalid_readings=frozenset({0}))
+    )
     r = dev.take_reading()
     assert r.data[2:4] == b"\xff\xff"  # after the 16-bit flags
     assert BodyCompositionRecord.parse(r.data).body_fat is Special.UNSUCCESSFUL

@@ -77,7 +77,7 @@ async def test_plx_spot_check_confirmation(radio: SimulatedRadio, world: SimTime
             break
         await asyncio.sleep(0.005)
     assert got2.items == [first.encode(), second.encode()]
-    assert ox.unsent_spot_checks == ()
+    assert not ox.unsent_spot_checks
     await link.disconnect()
 
 

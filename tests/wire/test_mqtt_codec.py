@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wire.mqtt import ProtocolError
 from wire.mqtt import _codec as codec
 
 
@@ -17,7 +18,7 @@ def test_variable_byte_integers_round_trip(n: int) -> None:
 
 
 def test_a_five_byte_integer_is_malformed() -> None:
-    with pytest.raises(codec.ProtocolError):
+    with pytest.raises(ProtocolError):
         codec.read_varint(b"\xff\xff\xff\xff\x01", 0)
 
 

@@ -10,7 +10,7 @@ from wire.mqtt import Message, ProtocolError
 from wire.mqtt import _codec as codec
 
 topics = st.text(
-    alphabet=st.characters(blacklist_characters="\x00+#", blacklist_categories=("Cs",)),
+    alphabet=st.characters(blacklist_characters="\x00+#", blacklist_categories=["Cs"]),
     min_size=1,
     max_size=40,
 )
