@@ -194,6 +194,12 @@ LOINC: Final[dict[int, tuple[str, ...]]] = {
     MDC_TEMP_GIT: (LOINC_BODY_TEMP,),
 }
 
+#: Glucose has no LOINC per MDC code: the code follows the unit (mass or substance concentration).
+LOINC_GLUCOSE_BY_UNIT: Final[dict[str, tuple[str, ...]]] = {
+    UCUM_MG_DL: (LOINC_GLUCOSE_MASS,),
+    UCUM_MMOL_L: (LOINC_GLUCOSE_MOLES,),
+}
+
 
 def loinc(metric: int) -> tuple[str, ...]:
     """The LOINC codes of an MDC metric (``()`` when the metric has none)."""

@@ -91,10 +91,7 @@ SENSOR_STATUS: dict[str, int] = {
     "time-fault": 11,
 }
 
-_LOINC: dict[str, tuple[str, ...]] = {
-    codes.UCUM_MG_DL: (codes.LOINC_GLUCOSE_MASS,),
-    codes.UCUM_MMOL_L: (codes.LOINC_GLUCOSE_MOLES,),
-}
+_LOINC = codes.LOINC_GLUCOSE_BY_UNIT
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,3 +155,30 @@ def to_canonical(value: Decimal, unit: str) -> tuple[Decimal, str]:
     q, _ = units.canonical(Quantity(value, unit, codes.MDC_UNIT[unit]))
     assert q.value is not None
     return q.value, q.unit
+
+
+def _loinc(mdc: int, unit: str) -> tuple[str, ...]:
+    return codes.loinc(mdc) or (
+        codes.LOINC_GLUCOSE_BY_UNIT.get(unit, ()) if METRICS[mdc].name == "glucose" else ()
+    )
+
+
+def codes_table() -> str:
+    """The accepted-codes table of docs/protocol.md, in Markdown (``python -m gateway.catalog``)."""
+    rows = [
+        "| MDC | metric | UCUM unit | MDC unit | also accepted (converted) | LOINC | plausible |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in METRICS.values():
+        for r in m.ranges:
+            alt = sorted(u for u in units.CONVERSIONS if canonical_unit_of(u) == r.unit)
+            rows.append(
+                f"| {m.mdc} | {m.name} | `{r.unit}` | {codes.MDC_UNIT[r.unit]} | "
+                f"{', '.join(f'`{u}`' for u in alt) or '—'} | "
+                f"{', '.join(_loinc(m.mdc, r.unit)) or '—'} | {r.low} to {r.high} |"
+            )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(codes_table(), end="")  # noqa: T201
