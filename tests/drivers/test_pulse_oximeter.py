@@ -1,7 +1,8 @@
 """PLX Spot-check 0x2A5E, PLX Continuous 0x2A5F, PLX Features 0x2A60.
 
-No public capture with hex was found for PLXS; the vectors below are built field by field from the
-PLXS 1.0.1 layout (reference device-formats.md §4) and say so next to each.
+No device capture with hex was found for PLXS. Most vectors below are built field by field from the
+PLXS 1.0.1 layout (reference device-formats.md §4) and say so next to each; the last ones are bytes
+from another implementation's encoder (Stanford Spezi), independent of ours.
 """
 
 from __future__ import annotations
@@ -259,3 +260,73 @@ def test_features_roundtrip(features: PlxFeatures) -> None:
 def test_arbitrary_bytes_raise_only_decode_error(data: bytes) -> None:
     for fn in (decode_spot_check, decode_continuous, PlxFeatures.parse):
         check_arbitrary(fn, data)
+
+
+# -- Independent vectors ------------------------------------------------------------------------
+# Bytes produced by another implementation's PLXS encoder, not ours: StanfordSpezi/SpeziBluetooth,
+# Tests/SpeziBluetoothServicesTests/PLXTests.swift (MIT), as decimal byte arrays there.
+
+
+def test_spezi_spot_check_with_every_optional_field() -> None:
+    # testSpotCheckMeasurementCoding: SpO2 94, PR 147, 2024-11-29 23:08:57, status
+    # {ongoing, questionable}, device {equipment malfunction, low perfusion}, PAI 8.7.
+    data = bytes([15, 172, 243, 190, 245, 232, 7, 11, 29, 23, 8, 57, 32, 64, 34, 0, 0, 102, 227])
+    same(
+        PlxSpotCheckRecord.parse(data),
+        PlxSpotCheckRecord(
+            SpO2PR(D("94.0"), D("147.0")),
+            DeviceTime(2024, 11, 29, 23, 8, 57),
+            ("measurement-ongoing", "questionable-measurement-detected"),
+            ("equipment-malfunction", "low-perfusion"),
+            D("8.70"),
+            False,
+        ),
+    )
+    m = decode_spot_check(data)
+    assert m.observations == (spo2("94.0"), pr("147.0"), pai("8.70"))
+    assert m.timestamp == DeviceTime(2024, 11, 29, 23, 8, 57)
+    assert m.clock_set is True
+
+
+def test_spezi_continuous_simple_and_full() -> None:
+    # testSimpleMeasurementCoding: SpO2 95, PR 90, status ongoing, device status empty, PAI 8.7.
+    simple = bytes([28, 95, 0, 90, 0, 32, 0, 0, 0, 0, 87, 240])
+    same(
+        PlxContinuousRecord.parse(simple),
+        PlxContinuousRecord(
+            SpO2PR(D(95), D(90)), None, None, ("measurement-ongoing",), (), D("8.7")
+        ),
+    )
+    # testFullMeasurementCoding: normal 99/97, fast 97/137, slow 98/69, {ongoing, fully
+    # qualified}, device status empty, PAI 8.9.
+    full = bytes(
+        [31, 222, 243, 202, 243, 202, 243, 90, 245, 212, 243, 178, 242, 32, 1, 0, 0, 0, 122, 227]
+    )
+    same(
+        PlxContinuousRecord.parse(full),
+        PlxContinuousRecord(
+            SpO2PR(D("99.0"), D("97.0")),
+            SpO2PR(D("97.0"), D("137.0")),
+            SpO2PR(D("98.0"), D("69.0")),
+            ("measurement-ongoing", "fully-qualified-data"),
+            (),
+            D("8.90"),
+        ),
+    )
+    # testVerySimpleMeasurementCoding: flags 0, SpO2 100, PR 90 with exponent 0.
+    assert decode_continuous(bytes([0, 100, 0, 90, 0])).observations == (spo2("100"), pr("90"))
+
+
+def test_spezi_features() -> None:
+    # testPLXFeaturesCoding: measurement-status and device-status support present, SpO2PR-Slow,
+    # multiple bonds; supports {calibration ongoing, early estimated}; {nonpulsatile, questionable
+    # pulse}.
+    same(
+        PlxFeatures.parse(bytes([163, 0, 64, 16, 128, 1, 0])),
+        PlxFeatures(
+            spo2pr_slow=True,
+            multiple_bonds=True,
+            measurement_status_support=("early-estimated-data", "calibration-ongoing"),
+            device_sensor_status_support=("nonpulsatile-signal", "questionable-pulse"),
+        ),
+    )
