@@ -5,6 +5,7 @@ At the operator: telehub hub enrol --ca /srv/telehub/ca --csr hub.csr --hub-id h
                    --org esbjerg --dynsec /etc/mosquitto/telehub-dynsec.json \\
                    --fleet fleet.toml --out hub-0001.crt
 Revocation:      telehub hub revoke --ca /srv/telehub/ca --cert old.crt   (then SIGHUP mosquitto)
+A local broker:  telehub broker setup var/broker --fleet fleet.toml [--auth password]
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from edge.identity import IdentityError, generate_key_and_csr
+from telehub import broker_setup
+from telehub.broker_setup import HubAuth, SetupError, hubs_of_fleet
 from telehub.fleetca import DynSec, EnrolError, FleetCA, add_fleet_hub
 
 
@@ -77,10 +80,34 @@ def _broker_add_ingester(args: argparse.Namespace) -> int:
     return 0
 
 
+def _broker_setup(args: argparse.Namespace) -> int:
+    hubs = list(args.hub or [])
+    if args.fleet:
+        hubs += hubs_of_fleet(Path(args.fleet))
+    done = broker_setup.setup(
+        Path(args.directory),
+        hubs,
+        auth=HubAuth(args.auth),
+        host=args.host,
+        central_port=args.central_port,
+        hub_port=args.hub_port,
+    )
+    _say(f"broker: mosquitto -c {done.conf}")
+    _say(f"gateway: set -a; . {done.gateway_env}; set +a; telehub gateway")
+    for hub, d in done.hub_dirs.items():
+        _say(f"{hub}: paste {d / 'mqtt.toml'} as the [mqtt] table of its hub.toml")
+    if done.generated_hub_keys:
+        _say(
+            "note: the hub keys were generated here for a local run; in the field each hub makes "
+            "its own (telehub hub csr) and only the CSR travels"
+        )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         rc: int = args.identity_func(args)
-    except (EnrolError, IdentityError, OSError) as e:
+    except (EnrolError, IdentityError, SetupError, OSError) as e:
         return _fail(str(e))
     return rc
 
@@ -122,3 +149,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.add_argument("--password-file")
     i.add_argument("--group", default="telehub")
     i.set_defaults(func=_run, identity_func=_broker_add_ingester)
+    s = bs.add_parser(
+        "setup", help="write a private Mosquitto (config, certificates, hub credentials) into DIR"
+    )
+    s.add_argument("directory")
+    s.add_argument("--hub", action="append", help="a hub id (repeatable)")
+    s.add_argument("--fleet", help="fleet TOML whose [[hubs]] to add")
+    s.add_argument("--auth", choices=[a.value for a in HubAuth], default=HubAuth.CERTIFICATE)
+    s.add_argument("--host", default="localhost", help="the broker's name in its certificate")
+    s.add_argument("--central-port", type=int, default=1883, help="ingester listener (loopback)")
+    s.add_argument("--hub-port", type=int, default=8883, help="hub listener (TLS)")
+    s.set_defaults(func=_run, identity_func=_broker_setup)
