@@ -46,7 +46,11 @@ Example (``fleet.toml``)::
     [[webhooks]]
     org = "rh"
     url = "https://example.org/telehub-hook"
-    secret = "hmac-secret"
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"   # Standard Webhooks key (base64)
+
+    [[emails]]                   # reached when the org's webhooks fail, or it has none
+    org = "rh"
+    address = "alerts@rh.example.org"
 
 :func:`apply_fleet` upserts everything in one transaction. It never deletes organisations,
 patients, hubs or devices that the file does not list. For each patient the file lists, the
@@ -218,6 +222,13 @@ class Webhook(_Model):
     secret: StrictStr | None = Field(default=None, repr=False)
 
 
+class Email(_Model):
+    """An organisation's alert mailbox: reached when its webhooks fail or it has none."""
+
+    org: _ID
+    address: StrictStr = Field(pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$", max_length=254)
+
+
 class Fleet(_Model):
     orgs: list[Org] = []
     tokens: list[Token] = []
@@ -226,6 +237,7 @@ class Fleet(_Model):
     devices: list[Device] = []
     rules: list[Rule] = []
     webhooks: list[Webhook] = []
+    emails: list[Email] = []
 
     @model_validator(mode="after")
     def _references(self) -> Self:
@@ -240,6 +252,7 @@ class Fleet(_Model):
         dupes("patients", [p.id for p in self.patients])
         dupes("hubs", [h.id for h in self.hubs])
         dupes("devices", [(d.hub, d.id) for d in self.devices])
+        dupes("emails", [(e.org, e.address) for e in self.emails])
         dupes("rules", [(r.patient, r.rule_key) for r in self.rules])
         dupes("webhooks", [(w.org, w.url) for w in self.webhooks])
         dupes("tokens", [t.sha256.hex()[:12] for t in self.tokens])
@@ -267,6 +280,9 @@ class Fleet(_Model):
         for i, w in enumerate(self.webhooks):
             if w.org not in orgs:
                 problems.append(f"webhooks[{i}].org: unknown org {w.org!r}")
+        for i, e in enumerate(self.emails):
+            if e.org not in orgs:
+                problems.append(f"emails[{i}].org: unknown org {e.org!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -423,6 +439,14 @@ def fleet_statements(fleet: Fleet) -> list[Statement]:
                 "INSERT INTO webhooks (org_id, url, secret) VALUES (%s, %s, %s) "
                 "ON CONFLICT (org_id, url) DO UPDATE SET secret = EXCLUDED.secret",
                 (w.org, w.url, w.secret),
+            )
+        )
+    for e in fleet.emails:
+        out.append(
+            (
+                "INSERT INTO email_recipients (org_id, address) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (e.org, e.address),
             )
         )
     return out

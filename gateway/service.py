@@ -21,6 +21,7 @@ import uvicorn
 from gateway.api import create_app
 from gateway.fhir.push import FhirPushWorker, PushOptions
 from gateway.ingest import Ingester, OnStored
+from gateway.notify.delivery import DeliveryWorker, SmtpSettings
 from gateway.notify.stream import AlertCallback
 from gateway.notify.webhook import WebhookOptions, WebhookWorker
 from gateway.settings import GatewaySettings
@@ -65,6 +66,20 @@ def api_server(
     return EmbeddedServer(config)
 
 
+def smtp_settings(settings: GatewaySettings) -> SmtpSettings | None:
+    if settings.smtp_host is None:
+        return None
+    return SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_sender,
+        start_tls=settings.smtp_start_tls,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        worklist_url=settings.worklist_url,
+    )
+
+
 async def run_gateway(
     settings: GatewaySettings,
     *,
@@ -94,6 +109,9 @@ async def run_gateway(
         "ingester": ingester.run(inner_stop),
         "api": server.serve_or_raise(sockets=sockets),
         "webhooks": worker.run(inner_stop),
+        "deliveries": DeliveryWorker(settings.database_url, smtp=smtp_settings(settings)).run(
+            inner_stop
+        ),
     }
     if settings.fhir_push_url:
         push = FhirPushWorker(

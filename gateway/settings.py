@@ -157,6 +157,19 @@ class GatewaySettings(BaseSettings):
     fhir_push_interval: float = Field(
         default=10.0, gt=0, description="Seconds between FHIR push rounds when idle."
     )
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server for alert e-mail (an organisation's [[emails]] are reached when "
+        "its webhooks fail or it has none). None: e-mail deliveries wait, with that reason.",
+    )
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
+    smtp_sender: str = Field(default="telehub@localhost", description="From address of alerts.")
+    smtp_start_tls: bool = Field(default=False, description="Upgrade the SMTP link with STARTTLS.")
+    smtp_username: str | None = Field(default=None, description="SMTP login (None: none).")
+    smtp_password: str | None = Field(default=None, description="SMTP password.", repr=False)
+    worklist_url: str | None = Field(
+        default=None, description="Link to the clinicians' worklist put into alert e-mail."
+    )
     api_docs: bool = Field(
         default=True,
         description="Serve the OpenAPI schema (/openapi.json) and the docs pages (/docs, /redoc). "

@@ -446,6 +446,77 @@ def _v22(_mode: StorageMode) -> list[str]:
     ]
 
 
+def _v90(_mode: StorageMode) -> list[str]:
+    """Delivery of clinical alert events (gateway/notify/delivery.py): one row per (event,
+    channel, target), fanned out by a trigger in the transaction that appends the event, so an
+    event is never committed without its deliveries. Endpoints can be disabled (HTTP 410)."""
+    return [
+        "ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS disabled_at timestamptz",
+        "ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS disabled_reason text",
+        """
+        CREATE TABLE IF NOT EXISTS email_recipients (
+            recipient_id bigserial PRIMARY KEY,
+            org_id text NOT NULL REFERENCES orgs (org_id) ON DELETE CASCADE,
+            address text NOT NULL,
+            UNIQUE (org_id, address)
+        )""",
+        """
+        CREATE TABLE IF NOT EXISTS event_deliveries (
+            delivery_id bigserial PRIMARY KEY,
+            event_id bigint NOT NULL REFERENCES alert_event (event_id),
+            patient_id text NOT NULL,
+            org_id text NOT NULL,
+            channel text NOT NULL CHECK (channel IN ('webhook', 'email')),
+            target_id bigint NOT NULL,
+            attempts integer NOT NULL DEFAULT 0,
+            next_attempt_at timestamptz NOT NULL DEFAULT now(),
+            delivered_at timestamptz NULL,
+            last_error text NULL,
+            cancelled_at timestamptz NULL,
+            cancel_reason text NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (event_id, channel, target_id)
+        )""",
+        "CREATE INDEX IF NOT EXISTS event_deliveries_due ON event_deliveries (next_attempt_at) "
+        "WHERE delivered_at IS NULL AND cancelled_at IS NULL",
+        """
+        CREATE OR REPLACE FUNCTION telehub_event_notifiable(e alert_event) RETURNS boolean
+        LANGUAGE sql STABLE AS $fn$
+            SELECT coalesce((e.payload ->> 'notify')::boolean, false)
+                OR (e.type IN ('resolved', 'escalated') AND EXISTS (
+                    SELECT 1 FROM alert_event p WHERE p.alert_id = e.alert_id
+                    AND p.event_id < e.event_id
+                    AND coalesce((p.payload ->> 'notify')::boolean, false)))
+        $fn$""",
+        """
+        CREATE OR REPLACE FUNCTION telehub_fan_out_event() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            IF NOT telehub_event_notifiable(NEW) THEN
+                RETURN NULL;
+            END IF;
+            INSERT INTO event_deliveries (event_id, patient_id, org_id, channel, target_id)
+                SELECT NEW.event_id, NEW.patient_id, w.org_id, 'webhook', w.webhook_id
+                FROM webhooks w JOIN patient_access pa
+                    ON pa.org_id = w.org_id AND pa.patient_id = NEW.patient_id
+                WHERE w.disabled_at IS NULL
+            ON CONFLICT DO NOTHING;
+            -- an organisation without a working webhook is reached by e-mail directly
+            INSERT INTO event_deliveries (event_id, patient_id, org_id, channel, target_id)
+                SELECT NEW.event_id, NEW.patient_id, r.org_id, 'email', r.recipient_id
+                FROM email_recipients r JOIN patient_access pa
+                    ON pa.org_id = r.org_id AND pa.patient_id = NEW.patient_id
+                WHERE NOT EXISTS (SELECT 1 FROM webhooks w
+                                  WHERE w.org_id = r.org_id AND w.disabled_at IS NULL)
+            ON CONFLICT DO NOTHING;
+            PERFORM pg_notify('telehub_deliveries', NEW.event_id::text);
+            RETURN NULL;
+        END $fn$""",
+        """
+        CREATE OR REPLACE TRIGGER alert_event_fan_out AFTER INSERT ON alert_event
+            FOR EACH ROW EXECUTE FUNCTION telehub_fan_out_event()""",
+    ]
+
+
 #: All migrations, in order. Append; never edit one that has shipped.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "central schema", _v1),
@@ -458,4 +529,5 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(41, "lifecycle: hourly and daily aggregates per patient and metric", lifecycle.v41),
     Migration(42, "lifecycle: chunk interval, columnstore compression, policies", lifecycle.v42),
     Migration(43, "lifecycle: retention run (TimescaleDB job or gateway scheduler)", lifecycle.v43),
+    Migration(90, "alert event deliveries: webhooks (Standard Webhooks) and e-mail", _v90),
 )

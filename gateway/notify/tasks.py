@@ -40,3 +40,16 @@ async def cancel_and_wait(
     for t in tasks:
         if t.done() and not t.cancelled():
             t.exception()  # mark retrieved: the caller decides whether it matters
+
+
+async def wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
+    """Return when any event is set or after ``timeout`` seconds."""
+    if any(e.is_set() for e in events):
+        return
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

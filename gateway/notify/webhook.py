@@ -43,7 +43,7 @@ from pydantic import BaseModel
 from gateway.notify.alerts import ALERTS_CHANNEL, AlertView, fetch_alert_events
 from gateway.notify.listen import listen_forever
 from gateway.notify.pool import Pool, make_pool
-from gateway.notify.tasks import cancel_and_wait
+from gateway.notify.tasks import cancel_and_wait, wait_any
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class WebhookWorker:
                         continue  # more may be due right now
                     if result.next_due_in is not None:
                         wait = min(wait, max(0.0, result.next_due_in))
-                await _wait_any((wake, stop), wait)
+                await wait_any((wake, stop), wait)
                 wake.clear()
         finally:
             await cancel_and_wait(listener)
@@ -321,16 +321,3 @@ class WebhookWorker:
                             claim.alert_id,
                             claim.webhook_id,
                         )
-
-
-async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
-    """Return when any event is set or after ``timeout`` seconds."""
-    if any(e.is_set() for e in events):
-        return
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)

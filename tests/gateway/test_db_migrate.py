@@ -39,6 +39,7 @@ TABLES = {
     "patient_suppressions",
     "fhir_outbox", "fhir_push_state",  # migration 30 (FHIR push)
     "audit_events",
+    "email_recipients", "event_deliveries",  # migration 90 (alert event delivery)
 }  # fmt: skip
 #: what the lifecycle migrations add on plain PostgreSQL
 PARTITIONED_TABLES = TABLES | {
