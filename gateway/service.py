@@ -144,7 +144,7 @@ async def run_gateway(
     finally:
         stop_waiter.cancel()
         inner_stop.set()
-        app.state.telehub.broadcaster.close_all("shutdown")
+        app.state.telehub.close_streams("shutdown")
         server.should_exit = True
         pending = [t for t in tasks if not t.done()]
         if pending:

@@ -20,7 +20,7 @@ from importlib import resources
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from gateway.api import routes_clinical, routes_ops, routes_worklist, sse
+from gateway.api import routes_clinical, routes_ops, routes_worklist, sse, sse_events
 from gateway.api.context import ApiContext, IngesterStats
 from gateway.api.errors import install_error_handlers
 from gateway.api.hygiene import InputHygiene
@@ -71,7 +71,7 @@ def create_app(
     publishes — new alerts, further occurrences and acknowledgements.
     ``query_timeout``: server-side statement timeout; ``acquire_timeout``: longest wait for a pooled
     connection (then 503 ``database_unavailable``).
-    ``app.state.telehub.broadcaster.close_all()`` ends all live streams (call it before stopping
+    ``app.state.telehub.close_streams()`` ends all live streams (call it before stopping
     the server: uvicorn waits for open responses).
     ``oidc``: accept clinicians' OIDC bearer JWTs (default: from ``settings.oidc_*``).
     ``docs``: serve /openapi.json, /docs and /redoc (default: ``settings.api_docs``).
@@ -123,11 +123,12 @@ def create_app(
                 log.error("alert broadcaster stopped", exc_info=t.exception())
 
         task.add_done_callback(on_done)
+        feed = asyncio.create_task(ctx.events.run(ctx.dsn), name="alert-event-feed")
         try:
             yield
         finally:
-            ctx.broadcaster.close_all("shutdown")
-            await cancel_and_wait(task)
+            ctx.close_streams("shutdown")
+            await cancel_and_wait(task, feed)
             await ctx.pool.close()
 
     app = FastAPI(
@@ -148,6 +149,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(routes_ops.health_router)
     app.include_router(routes_clinical.router)
+    app.include_router(sse_events.router)  # before /worklist/{alert_id} could shadow it
     app.include_router(routes_worklist.router)
     app.include_router(sse.router)  # before any /alerts/{id} route could shadow it
     app.include_router(routes_ops.router)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
 from gateway.api.oidc import OidcVerifier
+from gateway.notify.events import EventFeed
 from gateway.notify.pool import Pool
 from gateway.notify.stream import AlertBroadcaster
 
@@ -31,6 +32,12 @@ class ApiContext:
     max_range: timedelta = timedelta(days=93)  # longest readings time range
     oidc: OidcVerifier | None = None  # clinicians' bearer JWTs (None: API tokens only)
     stream_running: bool = False
+    events: EventFeed = field(default_factory=EventFeed)  # wakes /api/v1/worklist/stream
+
+    def close_streams(self, reason: str = "shutdown") -> None:
+        """End every live stream (call before stopping the server: it waits for responses)."""
+        self.broadcaster.close_all(reason)
+        self.events.close()
 
 
 def get_context(request: Request) -> ApiContext:

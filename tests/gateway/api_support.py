@@ -233,7 +233,7 @@ async def serve(app: FastAPI) -> AsyncIterator[str]:
                 await asyncio.sleep(0.02)
         yield f"http://127.0.0.1:{port}"
     finally:
-        app.state.telehub.broadcaster.close_all("shutdown")
+        app.state.telehub.close_streams("shutdown")
         server.should_exit = True
         async with asyncio.timeout(10):
             await task

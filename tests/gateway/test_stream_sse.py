@@ -146,7 +146,7 @@ async def test_heartbeat_comments_and_shutdown_close(db: str) -> None:
         assert await client.next(timeout=2) == ("comment", "keepalive")
         assert await client.next(timeout=2) == ("comment", "keepalive")
         assert app.state.telehub.broadcaster.stats().subscribers == 1
-        app.state.telehub.broadcaster.close_all("shutdown")
+        app.state.telehub.close_streams("shutdown")
         assert await client.next_event() == ("close", {"reason": "shutdown"})
         assert await client.next_event() == ("eof", None)
 
