@@ -119,6 +119,7 @@ def run_programme(
     plain_fleet: Fleet,
     homes: Sequence[Household],
     per_message: dict[int, list[Message]],
+    profiler: Profiler | None = None,
 ) -> dict[str, Any]:
     """Ingest with no programme (the legacy SpO2 rule only), then with every patient on the
     COPD programme's default rules (S1, S4, P, T1: thresholds, a delta with its window query, a
@@ -134,8 +135,9 @@ def run_programme(
                 label = f"alerting-{name}-{n}"
                 log.info("phase: %s (load %.2f)", label, os.getloadavg()[0])
                 res = run_throughput(
-                    workdir, dsn, per_message[n], publishers=args.publishers, label=label
-                )
+                    workdir, dsn, per_message[n], publishers=args.publishers, label=label,
+                    profile=profiler,
+                )  # fmt: skip
                 runs[f"per_message_{n}"] = res.as_json()
             with psycopg.connect(dsn) as conn:
                 row = conn.execute("SELECT count(*) FROM clinical_alerts").fetchone()
@@ -173,7 +175,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"sizes": dict(asdict(sizes), readings=workload.total)}
     fleet = fleet_for([*homes, *edge.households()])
     if args.alerting_only:
-        result["programme"] = run_programme(args, workdir, fleet, homes, per_message)
+        result["programme"] = run_programme(args, workdir, fleet, homes, per_message, profiler)
         result["seconds"] = round(time.monotonic() - t0, 1)
         return result
     with env.database(args.dsn, fleet) as dsn:

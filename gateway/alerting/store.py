@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from gateway.alerting import codec, gating
+from gateway.alerting import codec, fastpath, gating
 from gateway.alerting.evaluator import Clear, Evaluator
 from gateway.alerting.model import (
     AlertEventType,
@@ -121,6 +121,22 @@ _CACHE: dict[
     tuple[str, str], tuple[tuple[str, int, datetime], tuple[ZoneInfo, list[RuleVersion]]]
 ] = {}
 _CACHE_MAX: Final = 100_000
+
+
+#: Switch for the quiet-reading filter (tests compare both ways; benchmarks measure both).
+FAST_PATH = True
+#: patient -> (the cached versions list it was compiled from, compiled); see _compiled.
+_COMPILED: dict[str, tuple[list[RuleVersion], fastpath.Compiled]] = {}
+
+
+def _compiled(pid: str, versions: list[RuleVersion]) -> fastpath.Compiled:
+    c = _COMPILED.get(pid)
+    if c is None or c[0] is not versions:
+        if len(_COMPILED) >= _CACHE_MAX:
+            _COMPILED.clear()
+        c = (versions, fastpath.compile_rules(versions))
+        _COMPILED[pid] = c
+    return c[1]
 
 
 async def cached_versions(
@@ -217,11 +233,43 @@ async def evaluate_batch(
     rules = await cached_versions(conn, patients)
     if not rules:
         return []
+    # the quiet-reading filter: only readings that may change something become Observations;
+    # of a delta metric's clean readings only the earliest per local day can be a day's first
+    fast_clears: list[Clear] = []
     by_patient: dict[str, list[Observation]] = defaultdict(list)
-    for r in inserted:
-        if r.patient_id in rules:
+    earliest: dict[tuple[str, int, str, date], Any] = {}
+    if FAST_PATH:
+        part = fastpath.partition(
+            {pid: (tz, _compiled(pid, vs)) for pid, (tz, vs) in rules.items()}, inserted
+        )
+        fast_clears = part.clears
+        for r in part.evaluate:
             by_patient[r.patient_id].append(_observation(r))
-    delta_keys = await _day_firsts(conn, rules, by_patient)
+        days = fastpath.LocalDays()
+        for r in part.delta:
+            g = (r.patient_id, r.mdc, r.unit, days.local_date(r.time, rules[r.patient_id][0]))
+            e = earliest.get(g)
+            if e is None or (r.time, r.key) < (e.time, e.key):
+                earliest[g] = r
+    else:
+        for r in inserted:
+            if r.patient_id in rules:
+                by_patient[r.patient_id].append(_observation(r))
+    candidates: dict[str, list[Observation]] = defaultdict(list)
+    for r in earliest.values():
+        candidates[r.patient_id].append(_observation(r))
+    for pid, obs in by_patient.items():
+        candidates[pid].extend(obs)
+    fast_pairs = {(c.patient_id, c.rule_id) for c in fast_clears}
+    delta_keys, live = await _day_firsts(conn, rules, candidates, fast_pairs)
+    if FAST_PATH:
+        # a day's first clean reading goes to the evaluator (its delta rule needs history)
+        for pid, obs in candidates.items():
+            keys = delta_keys.get(pid, set())
+            seen = {o.key for o in by_patient.get(pid, ())}
+            extra = [o for o in obs if o.key in keys and o.key not in seen]
+            if extra:
+                by_patient[pid].extend(extra)
     # one window query for the whole batch, only if some rule needs history: a delta rule only
     # when a new reading is the first valid one of its local day
     need = {p: _lookback(rules[p][1], delta=p in delta_keys) for p in by_patient}
@@ -250,11 +298,10 @@ async def evaluate_batch(
     findings = [f for r in results for f in r.findings]
     # clears: the latest per (patient, rule), and only for rules with a live alert (one query)
     latest: dict[tuple[str, str], Clear] = {}
-    for r in results:
-        for c in r.clears:
-            k = (c.patient_id, c.rule_id)
-            if k not in latest or c.effective_at > latest[k].effective_at:
-                latest[k] = c
+    for c in [*fast_clears, *(c for r in results for c in r.clears)]:
+        k = (c.patient_id, c.rule_id)
+        if k not in latest or c.effective_at > latest[k].effective_at:
+            latest[k] = c
     applied: list[Applied] = []
     if findings:
         cur = await conn.execute(_SUPPRESSED, (sorted({f.patient_id for f in findings}),))
@@ -265,12 +312,16 @@ async def evaluate_batch(
             suppressed = any(s <= f.effective_at < e for s, e in suppressions[f.patient_id])
             applied.append(await apply_finding(conn, f, at, suppressed=suppressed))
     if latest:
-        cur = await conn.execute(
-            "SELECT patient_id, rule_code FROM clinical_alerts "
-            "WHERE state <> 'resolved' AND patient_id = ANY(%s) AND rule_code = ANY(%s)",
-            (sorted({k[0] for k in latest}), sorted({k[1] for k in latest})),
-        )
-        for pid, code in sorted(await cur.fetchall()):
+        # which (patient, rule) with a clear have a live alert: the fast path's pairs were asked
+        # with the day-first query; ask only about the evaluator's others. Applying findings may
+        # have opened an alert since then, so those patients are asked again too.
+        found = {f.patient_id for f in findings}
+        ask = {k for k in latest if k not in fast_pairs or k[0] in found}
+        known = {k for k in live if k not in ask}
+        if ask:
+            cur = await conn.execute(_LIVE, _live_params(ask))
+            known |= {(p, c) for p, c in await cur.fetchall()}
+        for pid, code in sorted(known):
             clear = latest.get((pid, code))
             if clear is not None and (a := await apply_clear(conn, clear, at)) is not None:
                 applied.append(a)
@@ -281,10 +332,12 @@ async def _day_firsts(
     conn: psycopg.AsyncConnection[Any],
     rules: dict[str, tuple[ZoneInfo, list[RuleVersion]]],
     by_patient: dict[str, list[Observation]],
-) -> dict[str, set[str]]:
+    live_pairs: set[tuple[str, str]] | None = None,
+) -> tuple[dict[str, set[str]], set[tuple[str, str]]]:
     """Per patient, the new readings that are the first valid reading of their local day for
     a delta rule's metric (all its new delta-metric readings if a rule's daily value is not
-    ``first``). One query for the batch."""
+    ``first``). One query for the batch; with ``live_pairs`` (patient, rule), also which of them
+    have a live alert — both in one round trip (a pipeline)."""
     cols: tuple[list[str], list[int], list[str], list[datetime], list[datetime], list[str]] = (
         [], [], [], [], [], [],
     )  # fmt: skip
@@ -312,14 +365,31 @@ async def _day_firsts(
             row = (pid, mdc, unit, start, o.effective_at, o.key)
             for col, v in zip(cols, row, strict=True):
                 col.append(v)  # type: ignore[attr-defined]
-    if cols[0]:
-        cur = await conn.execute(_DAY_FIRST, (*cols, _NOT_VALID_FLAGS))
-        firsts = {r[0] for r in await cur.fetchall()}
-        for pid, new in by_patient.items():
-            keys = {o.key for o in new if o.key in firsts}
-            if keys:
-                out[pid] = keys
-    return out
+    live: set[tuple[str, str]] = set()
+    if not cols[0] and not live_pairs:
+        return out, live
+    async with conn.pipeline():
+        day_cur = await conn.execute(_DAY_FIRST, (*cols, _NOT_VALID_FLAGS)) if cols[0] else None
+        live_cur = await conn.execute(_LIVE, _live_params(live_pairs)) if live_pairs else None
+        if day_cur is not None:
+            firsts = {r[0] for r in await day_cur.fetchall()}
+            for pid, new in by_patient.items():
+                keys = {o.key for o in new if o.key in firsts}
+                if keys:
+                    out[pid] = keys
+        if live_cur is not None:
+            live = {(p, c) for p, c in await live_cur.fetchall()}
+    return out, live
+
+
+_LIVE: Final = (
+    "SELECT patient_id, rule_code FROM clinical_alerts "
+    "WHERE state <> 'resolved' AND patient_id = ANY(%s) AND rule_code = ANY(%s)"
+)
+
+
+def _live_params(pairs: set[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    return sorted({p for p, _ in pairs}), sorted({c for _, c in pairs})
 
 
 async def _event(
