@@ -31,7 +31,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 import msgspec
 
@@ -48,6 +48,10 @@ from wire.mqtt._exceptions import (
 log = logging.getLogger(__name__)
 
 Protocol = Literal["5", "3.1.1"]
+#: Outgoing packets are joined into one write per event-loop turn, or sooner once this many bytes
+#: wait: a writer that never yields (QoS 0 in a loop) then meets the transport's high-water mark
+#: (``pause_writing``, so ``drain()`` waits) instead of an unbounded list.
+COALESCE_BYTES: Final = 64 * 1024
 
 
 class Message(msgspec.Struct, frozen=True, gc=False):
@@ -117,6 +121,7 @@ class _Protocol(asyncio.Protocol):
             v5=client._v5, max_packet=client.max_packet_size, make_publish=Message
         )
         self._out: list[bytes] = []
+        self._out_bytes = 0
         self._flush_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -125,7 +130,12 @@ class _Protocol(asyncio.Protocol):
 
     def send(self, data: bytes) -> None:
         self._out.append(data)
-        if not self._flush_scheduled:
+        self._out_bytes += len(data)
+        if self._out_bytes >= COALESCE_BYTES:
+            # a writer that never yields (QoS 0 in a loop) must not grow this list without
+            # bound: hand it to the transport now, whose high-water mark pauses the writer
+            self.flush()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
@@ -134,6 +144,7 @@ class _Protocol(asyncio.Protocol):
         if self._out and self.transport is not None and not self.transport.is_closing():
             data = b"".join(self._out)
             self._out.clear()
+            self._out_bytes = 0
             self.transport.write(data)
             self.client._last_out = time.monotonic()
 
@@ -694,7 +705,8 @@ class MqttClient:
         self._fail_pending(
             ConnectionLost("connection lost before acknowledgement"), keep_publishes=True
         )
-        self._write_resumed()
+        if self._drain is not None:  # a writer waiting for the buffer to drain: it never will
+            _set_exc(self._drain, ConnectionLost("connection lost while the write buffer was full"))
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
