@@ -8,6 +8,7 @@ From the shipped ``deploy/mosquitto/telehub.conf`` it writes a broker that runs 
 * ``telehub-dynsec.json``: the ingester and one client per hub, each hub bound to its own client
   id and topics (the same dynamic-security roles as ``telehub hub enrol``);
 * ``gateway.env``: ``TELEHUB_MQTT_URL`` with the ingester's generated password (0600);
+* ``admin-password``: the broker admin's (``telehub hub revoke --kick``, loopback only);
 * ``hubs/<hub>/``: what that hub needs — the ``[mqtt]`` table for its hub.toml (``mqtt.toml``)
   and its password file (password mode) or its key and certificate (certificate mode).
 
@@ -36,6 +37,7 @@ from telehub.fleetca import DynSec, EnrolError, FleetCA, check_enrolable
 
 SHIPPED: Final = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "telehub.conf"
 INGESTER: Final = "telehub-ingester"
+ADMIN: Final = "telehub-admin"
 _PLUGIN_RE: Final = re.compile(r"^plugin (\S*mosquitto_dynamic_security\.so)\s*$", re.M)
 _MTLS_LINES: Final = ("require_certificate", "use_identity_as_username", "use_username_as_clientid")
 
@@ -163,6 +165,9 @@ def setup(
         directory / "gateway.env",
         f"TELEHUB_MQTT_URL=mqtt://{INGESTER}:{ingester_pw}@127.0.0.1:{central_port}",
     )
+    admin_pw = secrets.token_urlsafe(24)  # for `telehub hub revoke --kick`
+    dynsec.add_admin(ADMIN, admin_pw)
+    _secret_file(directory / "admin-password", admin_pw)
 
     hub_ca = FleetCA.create(directory / "hub-ca") if auth is HubAuth.CERTIFICATE else None
     if hub_ca is not None:

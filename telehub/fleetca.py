@@ -36,6 +36,9 @@ from wire import contract
 #: Client ids and usernames that no hub may ever take (the ingesters and operators).
 RESERVED_PREFIXES = ("telehub-ingester", "telehub-admin", "telehub-gateway")
 HUB_CERT_DAYS = 60
+#: Mosquitto's dynamic-security control API (commands in, responses out).
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+CONTROL_RESPONSE_TOPIC = "$CONTROL/dynamic-security/v1/response"
 _ORG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -309,6 +312,18 @@ class DynSec:
             ]
         acls.append(_acl("publishClientSend", contract.receipts_topic("+")))
         self._put(data, username, "ingester", acls, password=password, clientid=None)
+        self._write(data)
+
+    def add_admin(self, username: str, password: str) -> None:
+        """The operator's broker admin: may use the dynamic-security control API (kick or
+        remove a revoked hub's live session, ``telehub hub revoke --kick``), nothing else."""
+        data = self._read()
+        acls = [
+            _acl("publishClientSend", CONTROL_TOPIC),
+            _acl("subscribeLiteral", CONTROL_RESPONSE_TOPIC),
+            _acl("publishClientReceive", CONTROL_RESPONSE_TOPIC),
+        ]
+        self._put(data, username, "admin", acls, password=password, clientid=None)
         self._write(data)
 
     def add_monitor(self, username: str, password: str) -> None:

@@ -11,6 +11,7 @@ A local broker:  telehub broker setup var/broker --fleet fleet.toml [--auth pass
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from edge.identity import IdentityError, generate_key_and_csr
-from telehub import broker_setup
+from telehub import broker_control, broker_setup
 from telehub.broker_setup import HubAuth, SetupError, hubs_of_fleet
 from telehub.fleetca import DynSec, EnrolError, FleetCA, add_fleet_hub
 
@@ -60,13 +61,35 @@ def _hub_enrol(args: argparse.Namespace) -> int:
 def _hub_revoke(args: argparse.Namespace) -> int:
     ca = FleetCA(Path(args.ca))
     cert = x509.load_pem_x509_certificate(Path(args.cert).read_bytes())
+    (cn,) = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    hub_id = str(cn.value)
+    if args.remove_hub and not (args.dynsec or args.kick):
+        return _fail("--remove-hub needs --dynsec (file) or --kick (the running broker)")
     ca.revoke(cert)
-    if args.remove_hub:
-        if not args.dynsec:
-            return _fail("--remove-hub needs --dynsec")
-        (cn,) = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        DynSec(Path(args.dynsec)).remove_hub(str(cn.value))
-    _say(f"revoked serial {cert.serial_number:x}; CRL {ca.crl_path} (copy it, SIGHUP mosquitto)")
+    _say(f"revoked serial {cert.serial_number:x}; CRL {ca.crl_path}")
+    if args.crl_to:
+        broker_control.install_crl(ca.crl_path, Path(args.crl_to), args.broker_pid)
+        _say(
+            f"CRL installed as {args.crl_to}" + (" and broker reloaded" if args.broker_pid else "")
+        )
+    else:
+        _say("copy the CRL to the broker's crlfile and SIGHUP mosquitto (or use --crl-to)")
+    if args.remove_hub and args.dynsec:
+        DynSec(Path(args.dynsec)).remove_hub(hub_id)
+    if args.kick:
+        url = args.kick
+        if args.admin_password_file:
+            from urllib.parse import quote, urlsplit, urlunsplit
+
+            parts = urlsplit(url)
+            pw = Path(args.admin_password_file).read_text().strip()
+            netloc = f"{parts.username or 'telehub-admin'}:{quote(pw, safe='')}@{parts.hostname}"
+            url = urlunsplit(parts._replace(netloc=f"{netloc}:{parts.port or 1883}"))
+        asyncio.run(broker_control.kick(url, hub_id, remove=args.remove_hub))
+        _say(
+            f"{hub_id}: live sessions ended"
+            + (", broker client removed" if args.remove_hub else "")
+        )
     return 0
 
 
@@ -77,6 +100,12 @@ def _broker_add_ingester(args: argparse.Namespace) -> int:
         else getpass.getpass(f"password for {args.username}: ")
     )
     DynSec(Path(args.dynsec)).add_ingester(args.username, password, group=args.group)
+    return 0
+
+
+def _broker_add_admin(args: argparse.Namespace) -> int:
+    password = Path(args.password_file).read_text().strip()
+    DynSec(Path(args.dynsec)).add_admin(args.username, password)
     return 0
 
 
@@ -134,11 +163,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument("--days", type=int, default=60)
     e.add_argument("--out", required=True)
     e.set_defaults(func=_run, identity_func=_hub_enrol)
-    r = hs.add_parser("revoke", help="put a certificate on the CRL")
+    r = hs.add_parser("revoke", help="put a certificate on the CRL (and end its live session)")
     r.add_argument("--ca", required=True)
     r.add_argument("--cert", required=True)
-    r.add_argument("--dynsec")
+    r.add_argument("--dynsec", help="dynamic-security JSON to remove the hub from")
     r.add_argument("--remove-hub", action="store_true", help="also remove its broker access")
+    r.add_argument("--crl-to", help="install the CRL here (the broker's crlfile)")
+    r.add_argument("--broker-pid", type=int, help="then SIGHUP this Mosquitto to reload it")
+    r.add_argument(
+        "--kick",
+        metavar="URL",
+        help="end the hub's live sessions via the broker's dynamic-security control API "
+        "(mqtt://telehub-admin@host:1883; a connected session survives a CRL reload)",
+    )
+    r.add_argument("--admin-password-file", help="the broker admin's password (for --kick)")
     r.set_defaults(func=_run, identity_func=_hub_revoke)
 
     b = sub.add_parser("broker", help="broker users (dynamic-security JSON)")
@@ -149,6 +187,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.add_argument("--password-file")
     i.add_argument("--group", default="telehub")
     i.set_defaults(func=_run, identity_func=_broker_add_ingester)
+    a = bs.add_parser("add-admin", help="the operator's broker admin (for hub revoke --kick)")
+    a.add_argument("--dynsec", required=True)
+    a.add_argument("--username", default="telehub-admin")
+    a.add_argument("--password-file", required=True)
+    a.set_defaults(func=_run, identity_func=_broker_add_admin)
     s = bs.add_parser(
         "setup", help="write a private Mosquitto (config, certificates, hub credentials) into DIR"
     )

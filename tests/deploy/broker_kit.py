@@ -30,6 +30,7 @@ PASSWORDS = {
     "hub-b": "secret-b",
     "telehub-ingester": "secret-i",
     "monitor": "secret-m",
+    "telehub-admin": "secret-admin",
 }
 
 
@@ -96,6 +97,7 @@ def prepare(kit_dir: Path, conf_text: str) -> None:
     dynsec = DynSec(kit_dir / "telehub-dynsec.json", iterations=1000)
     dynsec.add_ingester("telehub-ingester", PASSWORDS["telehub-ingester"])
     dynsec.add_monitor("monitor", PASSWORDS["monitor"])
+    dynsec.add_admin("telehub-admin", PASSWORDS["telehub-admin"])
     for hub in ("hub-a", "hub-b"):
         dynsec.add_hub(hub, password=PASSWORDS[hub])
     if "password_file" in conf_text:
