@@ -19,15 +19,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from edge.ble.transport import BleTransport, TransportError
 from edge.config import DeviceBinding, HubConfig
-from edge.outbox import Outbox
+from edge.outbox import Outbox, OutboxFull
 from edge.sessions.ble import SessionAborted, run_ble_session
 from edge.sessions.common import DriverLookup, SessionEnv, default_lookup
 from edge.sessions.serial import PortLister, SerialConfigError, list_ports, run_serial_session
 from edge.status import HubState
 from edge.uplink import Uplink
+from wire import contract
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ async def run_agent(
     me = AgentParts(outbox, state, uplink, env)
     set_overflow = getattr(transport, "set_overflow", None)
     if set_overflow is not None:
-        set_overflow(_overflow_sink(outbox, state))
+        set_overflow(_overflow_sink(outbox, state, uplink.wake))
     if parts is not None:
         parts.append(me)
     tasks: list[asyncio.Task[None]] = [asyncio.create_task(uplink.run(stop), name="uplink")]
@@ -111,10 +113,13 @@ async def run_agent(
         log.info("agent stopped")
 
 
-def _overflow_sink(outbox: Outbox, state: HubState) -> Callable[[str, str, bytes], None]:
+def _overflow_sink(
+    outbox: Outbox, state: HubState, on_new: Callable[[], None] = lambda: None
+) -> Callable[[str, str, bytes], None]:
     """Keep a BLE notification the transport's queue had no room for: it is already confirmed
-    to the device, so it goes straight into the outbox database (dead letters, raw bytes, for
-    review) and is counted in the hub status (``ble.notifications_kept``), never dropped."""
+    to the device, so it goes straight into the outbox database — a local dead letter, and a
+    held record (``queue-overflow``, raw bytes) that the gateway stores for review and raises as
+    a technical alert — and is counted in the hub status (``ble.notifications_kept``)."""
 
     def sink(address: str, characteristic: str, data: bytes) -> None:
         outbox.dead_letter(
@@ -123,6 +128,20 @@ def _overflow_sink(outbox: Outbox, state: HubState) -> Callable[[str, str, bytes
             device=address,
             source=characteristic,
         )
+        ns = time.time_ns()
+        held = contract.HeldRecord(
+            key=contract.held_key(address, characteristic, data, ns),
+            device=address,
+            source=characteristic,
+            reason="queue-overflow",
+            received_at=datetime.fromtimestamp(ns / 1e9, UTC),
+            raw=data.hex(),
+        )
+        try:
+            if outbox.add_held([held]):
+                on_new()
+        except OutboxFull:
+            state.count("outbox.refused")  # the dead letter above still holds the bytes
         state.count("ble.notifications_kept")
 
     return sink

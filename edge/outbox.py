@@ -109,11 +109,16 @@ class OutboxFull(Exception):
     """The hard limit is reached: a spot reading cannot be stored (the device must keep it)."""
 
 
+#: The outbox kind of a held record (``contract.HeldRecord``); readings are "spot"/"continuous".
+HELD = "held"
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     seq: int
     key: str
-    payload: bytes  # the encoded contract.Reading
+    payload: bytes  # the encoded contract.Reading (or contract.HeldRecord when kind is HELD)
+    kind: str = "spot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +184,19 @@ class Outbox:
         Raises :class:`OutboxFull` (nothing stored, state not updated) when a spot reading does not
         fit under the hard limit even after dropping continuous samples.
         """
-        now = time.time()
         items = [(r.key, r.kind, r.device, contract.encode(r)) for r in readings]
+        return self._add(items, state)
+
+    def add_held(self, records: Sequence[contract.HeldRecord]) -> int:
+        """Store records that belong to no patient (kind ``held``): they leave the hub like
+        readings, after the gateway's receipt, and are never dropped as continuous samples are.
+        Raises :class:`OutboxFull` as ``add`` does for a spot reading."""
+        return self._add([(h.key, HELD, h.device, contract.encode(h)) for h in records], None)
+
+    def _add(
+        self, items: list[tuple[str, str, str, bytes]], state: Mapping[str, str] | None
+    ) -> int:
+        now = time.time()
         rows, size, dropped = self._rows, self._bytes, self._dropped
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -258,7 +274,7 @@ class Outbox:
     ) -> list[OutboxRow]:
         """The oldest rows not in flight with ``after < seq <= upto``: at most ``limit`` rows and
         (if given) ``max_bytes`` of payload, but always at least one row if any is pending."""
-        sql = "SELECT seq, key, payload FROM outbox WHERE msg_id IS NULL AND seq > ?"
+        sql = "SELECT seq, key, payload, kind FROM outbox WHERE msg_id IS NULL AND seq > ?"
         args: list[int] = [after]
         if upto is not None:
             sql += " AND seq <= ?"
@@ -267,11 +283,11 @@ class Outbox:
         args.append(limit)
         out: list[OutboxRow] = []
         total = 0
-        for seq, key, payload in self._db.execute(sql, args):
+        for seq, key, payload, kind in self._db.execute(sql, args):
             total += len(payload)
             if max_bytes is not None and out and total > max_bytes:
                 break
-            out.append(OutboxRow(int(seq), str(key), bytes(payload)))
+            out.append(OutboxRow(int(seq), str(key), bytes(payload), str(kind)))
         return out
 
     def mark_in_flight(self, seqs: Iterable[int], msg_id: str) -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import msgspec
 
 from edge.config import HubConfig
-from edge.outbox import Outbox, OutboxRow
+from edge.outbox import HELD, Outbox, OutboxRow
 from edge.status import HubState
 from wire import contract
 from wire.mqtt import MqttClient, MqttError, MqttSettings, Will
@@ -271,7 +271,12 @@ class Uplink:
                 continue
             msg_id = uuid.uuid4().hex
             self.outbox.mark_in_flight((r.seq for r in rows), msg_id)
-            payload = contract.encode_readings(self.hub, msg_id, [r.payload for r in rows])
+            payload = contract.encode_readings(
+                self.hub,
+                msg_id,
+                [r.payload for r in rows if r.kind != HELD],
+                [r.payload for r in rows if r.kind == HELD],
+            )
             self._inflight[msg_id] = _InFlight(len(rows), time.monotonic(), self._timeout)
             fut = client.publish_nowait(topic, payload, qos=1)
             fut.add_done_callback(_retrieve)

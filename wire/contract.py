@@ -85,7 +85,7 @@ class Reading(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=F
     raw: str  # hex of the record's bytes
 
 
-class ReadingsMessage(msgspec.Struct, frozen=True, kw_only=True):
+class ReadingsMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What the edge publishes on ``readings_topic(hub)``.
 
     ``readings`` is decoded reading by reading on the gateway (msgspec.Raw), so one bad reading is
@@ -97,6 +97,47 @@ class ReadingsMessage(msgspec.Struct, frozen=True, kw_only=True):
     msg_id: str
     sent_at: datetime
     readings: list[msgspec.Raw]
+    #: records that belong to no patient (``HeldRecord``), kept for review; receipted by key
+    #: like readings. Optional: a hub with none leaves it out.
+    held: list[msgspec.Raw] = []
+
+
+#: Why a record is held instead of being a reading:
+#:  unknown-user   a shared device's "unknown user" (User ID 0xFF): a guest, never a patient
+#:  unmapped-user  a device user index the hub's binding maps to no patient
+#:  queue-overflow a BLE notification the hub's queue had no room for, kept undecoded
+HeldReason = Literal["unknown-user", "unmapped-user", "queue-overflow"]
+
+
+class HeldValue(msgspec.Struct, frozen=True, kw_only=True):
+    """One decoded metric of a held record (no patient): for the reviewer's eyes."""
+
+    mdc: int
+    value: str | None
+    unit: str
+    special: str | None = None
+
+
+class HeldRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """A device record the hub could attribute to no patient (docs/protocol.md, "HeldRecord")."""
+
+    key: str  # BLAKE2b-128 of "held-<device>-<source>-<raw hex>[-<rx ns>]", hex
+    device: str
+    source: str  # decoder key, or the characteristic UUID for an undecoded notification
+    reason: HeldReason
+    received_at: datetime
+    raw: str  # hex of the exact bytes
+    user_id: int | None = None
+    values: list[HeldValue] = []
+
+
+def held_key(device: str, source: str, raw: bytes, received_ns: int | None = None) -> str:
+    """The held record's key: the same record re-sent by the device gets the same key; an
+    undecoded notification (no record identity) is told apart by its receive time."""
+    text = f"held-{device}-{source}-{raw.hex()}"
+    if received_ns is not None:
+        text += f"-{received_ns}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -157,6 +198,7 @@ def idempotency_key(
 _encoder = msgspec.json.Encoder()
 _message_decoder = msgspec.json.Decoder(ReadingsMessage)
 _reading_decoder = msgspec.json.Decoder(Reading)
+_held_decoder = msgspec.json.Decoder(HeldRecord)
 _receipt_decoder = msgspec.json.Decoder(Receipt)
 _status_decoder = msgspec.json.Decoder(HubStatus)
 
@@ -165,16 +207,24 @@ def encode(obj: msgspec.Struct) -> bytes:
     return _encoder.encode(obj)
 
 
-def encode_readings(hub: str, msg_id: str, readings: list[bytes]) -> bytes:
-    """Build a ReadingsMessage from already-encoded readings (the outbox stores them encoded)."""
+def encode_readings(
+    hub: str, msg_id: str, readings: list[bytes], held: list[bytes] | None = None
+) -> bytes:
+    """Build a ReadingsMessage from already-encoded readings (the outbox stores them encoded)
+    and, if any, already-encoded held records."""
     msg = ReadingsMessage(
         v=SCHEMA_VERSION,
         hub=hub,
         msg_id=msg_id,
         sent_at=datetime.now(UTC),
         readings=[msgspec.Raw(r) for r in readings],
+        held=[msgspec.Raw(h) for h in held or ()],
     )
     return _encoder.encode(msg)
+
+
+def decode_held(raw: bytes | msgspec.Raw) -> HeldRecord:
+    return _held_decoder.decode(raw)
 
 
 def decode_message(payload: bytes) -> ReadingsMessage:

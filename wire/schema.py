@@ -19,6 +19,7 @@ from wire import contract
 MESSAGES: tuple[type[msgspec.Struct], ...] = (
     contract.ReadingsMessage,
     contract.Reading,
+    contract.HeldRecord,
     contract.Receipt,
     contract.HubStatus,
 )
@@ -34,6 +35,9 @@ def wire_schema() -> dict[str, Any]:
     (_, components) = msgspec.json.schema_components(MESSAGES, ref_template="#/$defs/{name}")
     components["ReadingsMessage"]["properties"]["readings"]["items"] = {
         "$ref": ref_template("Reading")
+    }
+    components["ReadingsMessage"]["properties"]["held"]["items"] = {
+        "$ref": ref_template("HeldRecord")
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

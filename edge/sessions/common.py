@@ -35,6 +35,7 @@ from edge.config import UNKNOWN_DEVICE_USER, DeviceBinding, HubConfig
 from edge.outbox import Outbox, OutboxFull
 from edge.readings import RecordContext, to_readings
 from edge.status import HubState
+from wire import contract
 from wire.contract import HubClock
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class RecordSink:
         m = item
         env.state.seen(self.device)
         readings = []
+        held: contract.HeldRecord | None = None
         if m.kind is Kind.DEVICE:
             self._device_record(m)
         elif m.kind in (Kind.INTERMEDIATE, Kind.CONTROL):
@@ -137,7 +139,7 @@ class RecordSink:
             patient = self.binding.patient_for(m.user_id)
             ns = env.now_ns()
             if patient is None:
-                self._unattributed(m, raw)
+                held = self._unattributed(m, raw, ns)
             elif m.kind is Kind.CONTINUOUS and not self._keep_continuous(ns):
                 env.state.count("records.downsampled")
             else:
@@ -151,9 +153,11 @@ class RecordSink:
                     hub_clock=env.hub_clock(),
                 )
                 readings = to_readings(m, ctx)
-        if not readings and not state:
+        if not readings and not state and held is None:
             return 0
         try:
+            if held is not None and env.outbox.add_held([held]):
+                env.on_new()  # sent to the gateway for review, like a reading
             new = env.outbox.add(readings, state=state)
         except OutboxFull:
             env.state.count("outbox.refused")
@@ -168,9 +172,11 @@ class RecordSink:
                 env.on_new()
         return new
 
-    def _unattributed(self, m: Measurement, raw: bytes) -> None:
-        """A record that belongs to no known patient: kept for review, counted in the hub
-        status (``records.unknown_user`` / ``records.unmapped_user``), never forwarded."""
+    def _unattributed(self, m: Measurement, raw: bytes, ns: int) -> contract.HeldRecord:
+        """A record that belongs to no known patient: never a reading of anyone. It is kept in
+        the local dead letters, counted in the hub status (``records.unknown_user`` /
+        ``records.unmapped_user``) and returned as a held record, which goes to the gateway
+        for review (``held_records``, a technical alert for the hub's organisation)."""
         unknown = m.user_id == UNKNOWN_DEVICE_USER
         self.env.state.count("records.unknown_user" if unknown else "records.unmapped_user")
         reason = (
@@ -181,6 +187,24 @@ class RecordSink:
         log.info("%s: record of an unattributed device user kept for review", self.device)
         self.env.outbox.dead_letter(
             raw, reason, device=self.device, source=m.source, field="user id"
+        )
+        return contract.HeldRecord(
+            key=contract.held_key(self.device, m.source, raw),
+            device=self.device,
+            source=m.source,
+            reason="unknown-user" if unknown else "unmapped-user",
+            received_at=datetime.fromtimestamp(ns / 1e9, UTC),
+            raw=raw.hex(),
+            user_id=m.user_id,
+            values=[
+                contract.HeldValue(
+                    mdc=o.mdc,
+                    value=None if o.quantity.value is None else str(o.quantity.value),
+                    unit=o.quantity.unit,
+                    special=None if o.quantity.special is None else str(o.quantity.special),
+                )
+                for o in m.observations
+            ],
         )
 
     def _keep_continuous(self, ns: int) -> bool:

@@ -20,7 +20,14 @@ from importlib import resources
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from gateway.api import routes_clinical, routes_ops, routes_worklist, sse, sse_events
+from gateway.api import (
+    routes_clinical,
+    routes_held,
+    routes_ops,
+    routes_worklist,
+    sse,
+    sse_events,
+)
 from gateway.api.context import ApiContext, IngesterStats
 from gateway.api.errors import install_error_handlers
 from gateway.api.hygiene import InputHygiene
@@ -153,6 +160,7 @@ def create_app(
     app.include_router(routes_worklist.router)
     app.include_router(sse.router)  # before any /alerts/{id} route could shadow it
     app.include_router(routes_ops.router)
+    app.include_router(routes_held.router)
     fhir_api.install(app)
 
     @app.get("/", include_in_schema=False)

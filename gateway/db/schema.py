@@ -517,6 +517,49 @@ def _v90(_mode: StorageMode) -> list[str]:
     ]
 
 
+def _v91(_mode: StorageMode) -> list[str]:
+    """Held records and technical alerts (gateway/ingest/held.py): device records a hub could
+    attribute to no patient, kept for review, and one live technical alert per hub and kind."""
+    return [
+        """
+        CREATE TABLE IF NOT EXISTS held_records (
+            key text PRIMARY KEY,
+            hub_id text NOT NULL,
+            device_id text NOT NULL,
+            source text NOT NULL,
+            reason text NOT NULL
+                CHECK (reason IN ('unknown-user', 'unmapped-user', 'queue-overflow')),
+            user_id integer NULL,
+            received_at timestamptz NOT NULL,
+            stored_at timestamptz NOT NULL DEFAULT now(),
+            raw bytea NOT NULL,
+            "values" jsonb NOT NULL DEFAULT '[]',
+            dismissed_at timestamptz NULL,
+            dismissed_by text NULL,
+            dismiss_note text NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS held_records_hub ON held_records (hub_id, stored_at DESC)",
+        """
+        CREATE TABLE IF NOT EXISTS technical_alerts (
+            alert_id bigserial PRIMARY KEY,
+            hub_id text NOT NULL,
+            kind text NOT NULL CHECK (kind IN ('held-records', 'ble-overflow')),
+            count integer NOT NULL CHECK (count >= 1),
+            first_at timestamptz NOT NULL,
+            last_at timestamptz NOT NULL,
+            state text NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+            acknowledged_at timestamptz NULL,
+            acknowledged_by text NULL,
+            resolved_at timestamptz NULL,
+            resolved_by text NULL,
+            note text NULL
+        )""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS technical_alerts_one_live "
+        "ON technical_alerts (hub_id, kind) WHERE state <> 'resolved'",
+        "CREATE INDEX IF NOT EXISTS technical_alerts_hub ON technical_alerts (hub_id, alert_id)",
+    ]
+
+
 #: All migrations, in order. Append; never edit one that has shipped.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "central schema", _v1),
@@ -530,4 +573,5 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(42, "lifecycle: chunk interval, columnstore compression, policies", lifecycle.v42),
     Migration(43, "lifecycle: retention run (TimescaleDB job or gateway scheduler)", lifecycle.v43),
     Migration(90, "alert event deliveries: webhooks (Standard Webhooks) and e-mail", _v90),
+    Migration(91, "held records (no patient) and technical alerts per hub", _v91),
 )

@@ -62,6 +62,7 @@ class Counters:
     received: int = 0  # MQTT messages received and settled (readings and status)
     readings: int = 0  # readings seen in readings messages
     stored: int = 0
+    held_stored: int = 0  # held records (no patient) stored for review
     duplicates: int = 0
     rejected: int = 0  # dead letters written
     alerts_raised: int = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gateway.ingest.held import HeldItem
 from gateway.ingest.model import AlertChange, DeadLetter, NormalizedReading, Reject
 from gateway.ingest.store import BatchWrite, StatusItem, WriteResult
 from wire import contract
@@ -28,6 +29,7 @@ class Outcome:
     kind: str  # "readings" | "status" | "other"
     msg_id: str | None = None
     accepted: list[NormalizedReading] = field(default_factory=list)
+    held: list[HeldItem] = field(default_factory=list)  # valid records of no patient
     rejected: list[Reject] = field(default_factory=list)  # reading-level
     message_reject: Reject | None = None
     message_keys: tuple[str, ...] = ()  # keys readable in a message rejected as a whole
@@ -35,7 +37,7 @@ class Outcome:
 
     @property
     def n_readings(self) -> int:
-        return len(self.accepted) + len(self.rejected) + len(self.message_keys)
+        return len(self.accepted) + len(self.held) + len(self.rejected) + len(self.message_keys)
 
 
 def batch_write(outcomes: list[Outcome]) -> BatchWrite:
@@ -45,6 +47,7 @@ def batch_write(outcomes: list[Outcome]) -> BatchWrite:
             bw.dead.append(DeadLetter(o.hub, o.message.topic, o.message_reject))
         bw.dead.extend(DeadLetter(o.hub, o.message.topic, r) for r in o.rejected)
         bw.readings.extend(o.accepted)
+        bw.held.extend(o.held)
         if o.status is not None:
             bw.statuses.append(o.status)
         if o.kind == "readings" and o.message_reject is None and o.hub is not None:
@@ -61,11 +64,13 @@ class Settled:
     receipts: tuple[tuple[str, bytes], ...]  # (topic, payload)
     status_updates: int
     rule_unit_skipped: int
+    held_stored: int = 0
 
 
 def settle(results: list[tuple[list[Outcome], WriteResult]]) -> Settled:
     """Receipts and totals for committed results (groups in batch order)."""
     claimed: set[tuple[str, datetime]] = set()
+    held_claimed: set[str] = set()
     stored: list[NormalizedReading] = []
     duplicates: list[str] = []
     dead: list[DeadLetter] = []
@@ -91,6 +96,12 @@ def settle(results: list[tuple[list[Outcome], WriteResult]]) -> Settled:
                     rs.append(r.key)
                 else:
                     ds.append(r.key)
+            for h in o.held:
+                if h.key in result.held_inserted and h.key not in held_claimed:
+                    held_claimed.add(h.key)
+                    rs.append(h.key)
+                else:
+                    ds.append(h.key)
             duplicates.extend(ds)
             rejected = [contract.Rejection(r.key, r.reason) for r in o.rejected]
             if o.message_reject is not None:
@@ -111,4 +122,5 @@ def settle(results: list[tuple[list[Outcome], WriteResult]]) -> Settled:
         tuple(receipts),
         statuses,
         skipped,
+        len(held_claimed),
     )

@@ -51,6 +51,7 @@ import psycopg
 
 from gateway.db.migrate import ensure_partitions, migrate, run_lifecycle
 from gateway.ingest.devices import DeviceCache
+from gateway.ingest.held import check_held
 from gateway.ingest.model import (
     Counters,
     Reject,
@@ -345,8 +346,16 @@ class Ingester:
                 o.message_reject = Reject(
                     "hub-unknown", f"hub: unknown hub {hub!r}", None, m.payload
                 )
-                o.message_keys = tuple(k for raw in parsed.readings if (k := key_of(raw)))
+                o.message_keys = tuple(
+                    k for raw in (*parsed.readings, *parsed.held) if (k := key_of(raw))
+                )
                 continue
+            for raw in parsed.held:
+                h = check_held(raw, hub, now=now, max_future_skew=skew)
+                if isinstance(h, Reject):
+                    o.rejected.append(h)
+                else:
+                    o.held.append(h)
             bound = self.cache.bound
             for raw in parsed.readings:
                 r = check_reading(raw, hub, now=now, max_future_skew=skew)
@@ -388,6 +397,7 @@ class Ingester:
                 )
                 keys = (
                     tuple(r.key for r in o.accepted)
+                    + tuple(h.key for h in o.held)
                     + tuple(r.key for r in o.rejected if r.key)
                     + o.message_keys
                 )
@@ -468,6 +478,7 @@ class Ingester:
         c.received += len(messages)
         c.readings += sum(o.n_readings for o in outcomes)
         c.stored += len(s.stored)
+        c.held_stored += s.held_stored
         c.duplicates += len(s.duplicates)
         c.rejected += len(s.dead)
         c.receipts += len(s.receipts)

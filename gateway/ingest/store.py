@@ -21,7 +21,8 @@
    of an unknown hub becomes a dead letter here), ``hubs.last_seen`` of the hubs that sent
    valid readings messages and ``devices.last_seen`` of the devices whose readings were accepted
    (one set-based UPDATE each, and for each row at most every ``LAST_SEEN_RESOLUTION``).
-3. Alerts for the newly inserted readings only (:mod:`gateway.ingest.alerting`).
+3. Held records (no patient, :mod:`gateway.ingest.held`) by key, each hub's technical alert.
+4. Alerts for the newly inserted readings only (:mod:`gateway.ingest.alerting`).
 
 The caller commits (by leaving the transaction) and only then publishes receipts and acks.
 """
@@ -39,6 +40,7 @@ import psycopg
 from gateway.alerting import store as clinical
 from gateway.db.readings import COPY_TYPES, READINGS_INSERT_COLUMNS
 from gateway.ingest.alerting import AlertOutcome, raise_alerts
+from gateway.ingest.held import HeldItem, store_held
 from gateway.ingest.model import DeadLetter, NormalizedReading, Reject
 from gateway.ingest.presence import StatusUpdate, apply_status
 
@@ -65,6 +67,7 @@ class BatchWrite:
     dead: list[DeadLetter] = field(default_factory=list)
     statuses: list[StatusItem] = field(default_factory=list)
     hubs_seen: set[str] = field(default_factory=set)
+    held: list[HeldItem] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class WriteResult:
     statuses_applied: int
     alerts: AlertOutcome
     careful: bool = False  # the readings went the careful way (staging + ON CONFLICT)
+    held_inserted: frozenset[str] = frozenset()  # keys of held records stored now
 
 
 class WriteMode:
@@ -240,6 +244,7 @@ async def _write(
                     )
                 )
         await _insert_dead(conn, dead)
+        held = await store_held(conn, batch.held, mode.clock())
         seen = await _last_seen(conn, batch, mode)
         fresh = (
             batch.readings
@@ -248,4 +253,4 @@ async def _write(
         )
         alerts = await raise_alerts(conn, fresh)
         await clinical.evaluate_batch(conn, fresh, mode.clock())
-    return WriteResult(inserted, tuple(dead), applied, alerts, careful), seen
+    return WriteResult(inserted, tuple(dead), applied, alerts, careful, held), seen

@@ -81,6 +81,7 @@ class ParsedMessage:
     hub: str
     msg_id: str
     readings: list[msgspec.Raw]
+    held: list[msgspec.Raw]  # records of no patient (gateway.ingest.held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ def _salvage(payload: bytes, reject: Reject) -> RejectedMessage:
         msg = contract.decode_message(payload)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return RejectedMessage(reject, msg_id, ())
-    for raw in msg.readings:
+    for raw in (*msg.readings, *msg.held):
         if (k := key_of(raw)) is not None:
             keys.append(k)
     return RejectedMessage(reject, msg_id, tuple(keys))
@@ -180,7 +181,7 @@ def parse_readings_message(topic_hub: str, payload: bytes) -> ParsedMessage | Re
     if msg.hub != topic_hub:
         reason = f"hub: message hub {msg.hub!r} does not match the topic's hub {topic_hub!r}"
         return _salvage(payload, Reject("hub-mismatch", reason, None, payload))
-    return ParsedMessage(msg.hub, msg.msg_id, msg.readings)
+    return ParsedMessage(msg.hub, msg.msg_id, msg.readings, msg.held)
 
 
 def _undecodable_message(

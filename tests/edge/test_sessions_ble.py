@@ -14,7 +14,7 @@ import pytest
 from drivers import racp, registry
 from drivers.glucose import GlucoseRecord
 from edge.config import BleConfig, DeviceBinding, HubConfig, MqttConfig
-from edge.outbox import Outbox
+from edge.outbox import HELD, Outbox
 from edge.readings import RecordContext, device_time_text, to_readings
 from edge.sessions.ble import SessionAborted, run_ble_session
 from edge.sessions.common import SessionEnv
@@ -58,7 +58,11 @@ def make_env(
 
 
 def stored(box: Outbox) -> list[contract.Reading]:
-    return [contract.decode_reading(r.payload) for r in box.pending(100_000)]
+    return [contract.decode_reading(r.payload) for r in box.pending(100_000) if r.kind != HELD]
+
+
+def held(box: Outbox) -> list[contract.HeldRecord]:
+    return [contract.decode_held(r.payload) for r in box.pending(100_000) if r.kind == HELD]
 
 
 def expected(
@@ -219,6 +223,8 @@ async def test_shared_device_maps_users_and_counts_unmapped(tmp_path: Path) -> N
     assert user2.unsent == ()  # delivered to the hub, deliberately not forwarded
     [dl] = env.outbox.dead_letters()
     assert "user 3 is not mapped" in dl.reason
+    [h] = held(env.outbox)  # and on its way to the gateway for review, without a patient
+    assert (h.reason, h.user_id, h.device, h.source) == ("unmapped-user", 3, ADDR, "2a35")
 
 
 @pytest.mark.parametrize(
@@ -243,6 +249,13 @@ async def test_unknown_user_record_is_never_attributed_but_kept(
     assert (dl.device, dl.source, dl.raw) == (ADDR, "2a35", r.data)
     assert "unknown device user (0xFF)" in dl.reason
     assert guest.unsent == ()  # confirmed to the device: kept on the hub, not lost
+    [h] = held(env.outbox)
+    assert (h.reason, h.user_id, bytes.fromhex(h.raw)) == ("unknown-user", 0xFF, r.data)
+    assert h.key == contract.held_key(ADDR, "2a35", r.data)
+    assert {v.mdc for v in h.values} >= {150021, 150022}
+    assert "patient" not in contract.encode(h).decode()
+    assert env.outbox.add_held([h]) == 0  # the same record again (a device replay): one row
+    assert len(held(env.outbox)) == 1
 
 
 async def test_plx_clock_not_set_and_continuous_downsampling(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ TABLES = {
     "fhir_outbox", "fhir_push_state",  # migration 30 (FHIR push)
     "audit_events",
     "email_recipients", "event_deliveries",  # migration 90 (alert event delivery)
+    "held_records", "technical_alerts",  # migration 91 (held records)
 }  # fmt: skip
 #: what the lifecycle migrations add on plain PostgreSQL
 PARTITIONED_TABLES = TABLES | {
