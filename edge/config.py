@@ -48,6 +48,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from edge.ble.remote_transport import parse_endpoint
+
 _ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
 _USB = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
 
@@ -143,11 +145,21 @@ class BleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     idle_timeout: float = 60.0  # spot-check: disconnect after this long without a record
     racp_timeout: float = 30.0  # glucose: no RACP response/record for this long -> abort
     retry_seconds: float = 10.0  # after a failed session, wait before reconnecting (doubles)
+    #: "bleak" (BlueZ, the default) or "simulated": a ``telehub simulate`` radio at ``simulator``
+    transport: Literal["bleak", "simulated"] = "bleak"
+    simulator: str | None = None  # host:port of the simulated radio
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
-            if getattr(self, name) <= 0 and name != "scan_pause_seconds":
+            value = getattr(self, name)
+            if isinstance(value, float) and value <= 0 and name != "scan_pause_seconds":
                 raise ValueError(f"{name}: must be > 0")
+        if self.transport == "simulated":
+            if self.simulator is None:
+                raise ValueError('simulator: required with transport = "simulated" (host:port)')
+            parse_endpoint(self.simulator)
+        elif self.simulator is not None:
+            raise ValueError('simulator: only with transport = "simulated"')
 
 
 class DeviceBinding(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -1,4 +1,5 @@
-"""``telehub edge --config hub.toml``: the agent on a real hub (bleak on BlueZ)."""
+"""``telehub edge --config hub.toml``: the agent on a real hub (bleak on BlueZ), or on a
+simulated radio in another process (``[ble] transport = "simulated"``, ``telehub simulate``)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,23 @@ async def run_from_config(path: Path, stop: asyncio.Event) -> int:
         log.error("%s", exc)
         return 2
     from edge.agent import run_agent
-    from edge.ble.bleak_transport import BleakTransport
+    from edge.ble.transport import BleTransport
 
+    transport: BleTransport
+    if config.ble.transport == "simulated" and config.ble.simulator is not None:
+        from edge.ble.remote_transport import RemoteRadio
+
+        transport = RemoteRadio(config.ble.simulator)
+        log.info("BLE through the simulated radio at %s", config.ble.simulator)
+    else:
+        from edge.ble.bleak_transport import BleakTransport
+
+        transport = BleakTransport()
     log.info("hub %s: %d device(s) allow-listed", config.hub_id, len(config.devices))
-    await run_agent(config, BleakTransport(), stop=stop)
+    try:
+        await run_agent(config, transport, stop=stop)
+    finally:
+        aclose = getattr(transport, "aclose", None)
+        if aclose is not None:
+            await aclose()
     return 0

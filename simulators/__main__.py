@@ -1,7 +1,8 @@
 """Run a serial device simulator standalone: ``python -m simulators contec --profile hypoxic-copd``.
 
 Prints the port path (open it with pyserial or point a real edge at it) and runs until Ctrl-C.
-BLE devices live in-process only (see docs/simulators.md), so they are not offered here.
+For BLE devices (and serial ones, with an edge configuration to match) in a process of their own,
+use ``telehub simulate`` (simulators/serve.py, docs/simulators.md).
 """
 
 from __future__ import annotations

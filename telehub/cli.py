@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--config", required=True, help="hub configuration (TOML)")
     e.set_defaults(func=_cmd_edge)
 
+    sub.add_parser(
+        "simulate",
+        add_help=False,
+        help="simulated devices in a process of their own (BLE radio over TCP, serial ptys); "
+        "telehub simulate --help",
+    )
+
     g = sub.add_parser("gateway", help="run the ingester, alerting and the API (TELEHUB_* env)")
     g.add_argument("--migrate", action="store_true", help="apply database migrations first")
     g.add_argument(
@@ -182,6 +189,12 @@ def _main(argv: Sequence[str] | None) -> int:
         ):
             _setup_logging("WARNING")
             return _cmd_decode(args_list[i + 1 :])
+    if args_list[:1] == ["simulate"]:
+        # the simulators have their own argument parser (simulators.serve), imported only here
+        from simulators.serve import main as simulate_main
+
+        _setup_logging("INFO")
+        return simulate_main(args_list[1:])
     if args_list[:2] == ["rules", "test"]:
         # the scenario bench has its own argument parser (gateway.alerting.scenarios)
         from gateway.alerting import scenarios

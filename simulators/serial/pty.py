@@ -55,6 +55,7 @@ class PtyDevice:
         self._master: int | None = None
         self._slave: int | None = None
         self.pty_path: str | None = None
+        self._raw_cflag = 0
         self._task: asyncio.Task[None] | None = None
         self._pending = bytearray()
         self.plugged = asyncio.Event()
@@ -65,6 +66,7 @@ class PtyDevice:
         tty.setraw(slave, termios.TCSANOW)
         os.set_blocking(master, False)
         self._master, self._slave = master, slave
+        self._raw_cflag = termios.tcgetattr(slave)[2]
         self.pty_path = os.ttyname(slave)
         link = Path(self.port)
         link.unlink(missing_ok=True)
@@ -110,6 +112,22 @@ class PtyDevice:
         self._master = self._slave = None
         self._pending.clear()
         Path(self.port).unlink(missing_ok=True)
+
+    def _keep_line_raw(self) -> None:
+        """Put the line's control flags (parity, stop bits) back as the device opened them.
+
+        A pty has no line: the settings the edge makes (the Contec's 8O1) change nothing on the
+        wire, but they stay on the pty, which this device keeps open, and some kernels then
+        refuse the same settings (EINVAL) when the edge opens the port again. A real adapter
+        starts from its defaults on every open; this does the same for the next open.
+        """
+        if self._slave is None:
+            return
+        with contextlib.suppress(termios.error, OSError):
+            attrs = termios.tcgetattr(self._slave)
+            if attrs[2] != self._raw_cflag:
+                attrs[2] = self._raw_cflag
+                termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
 
     # -- I/O ------------------------------------------------------------------------------------
     def unit(self, i: int) -> bytes:
@@ -199,5 +217,6 @@ class PtyDevice:
                     return
             if chunk:
                 self._pending += chunk
+                self._keep_line_raw()
             self._flush()
             await asyncio.sleep(TICK)

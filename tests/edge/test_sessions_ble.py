@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from drivers import racp, registry
@@ -48,7 +49,7 @@ def make_env(
         mqtt=MqttConfig(url="mqtt://127.0.0.1"),
         data_dir=str(tmp_path),
         devices=[binding],
-        ble=BleConfig(**ble),
+        ble=msgspec.convert(ble, BleConfig),
     )
     box = Outbox(tmp_path / "o.db", max_rows=max_rows, soft_fraction=1.0)
     env = SessionEnv(cfg, box, HubState(), registry, hub_clock=lambda: "synchronized")
