@@ -170,7 +170,7 @@ class Uplink:
             client.ack(msg)
         await self._publish_status(client, "online")
         self.connected.set()
-        log.warning("hub %s online (outbox %d pending)", self.hub, self.outbox.stats().pending)
+        log.info("hub %s online (outbox %d pending)", self.hub, self.outbox.stats().pending)
         tasks = {
             asyncio.create_task(self._receiver(client), name="uplink-receiver"),
             asyncio.create_task(self._publisher(client), name="uplink-publisher"),

@@ -91,9 +91,17 @@ def _cmd_decode(argv: Sequence[str]) -> int:
     return decode_main(list(argv))
 
 
+#: Long-running services: their connections, sessions and state changes are logged at INFO.
+SERVICES = frozenset({"edge", "gateway"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="telehub", description=__doc__)
-    p.add_argument("--log-level", default=os.environ.get("TELEHUB_LOG_LEVEL", "WARNING"))
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("TELEHUB_LOG_LEVEL"),
+        help="default: INFO for the services (edge, gateway), WARNING for the other commands",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="run the whole chain on simulated devices (embedded defaults)")
@@ -203,7 +211,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return scenarios.main(args_list[2:])
     parser = build_parser()
     args = parser.parse_args(args_list)
-    _setup_logging(args.log_level)
+    level = args.log_level or ("INFO" if args.command in SERVICES else "WARNING")
+    _setup_logging(level)
     rc: int = args.func(args)
     return rc
 
