@@ -22,6 +22,7 @@ from gateway.api import create_app
 from gateway.fhir.push import FhirPushWorker, PushOptions
 from gateway.ingest import Ingester, OnStored
 from gateway.notify.delivery import DeliveryWorker, SmtpSettings
+from gateway.notify.hub_silence import HubSilenceWatch
 from gateway.notify.stream import AlertCallback
 from gateway.notify.webhook import WebhookOptions, WebhookWorker
 from gateway.settings import GatewaySettings
@@ -113,6 +114,9 @@ async def run_gateway(
             inner_stop
         ),
     }
+    parts["hub-silence"] = HubSilenceWatch(
+        settings.database_url, silent_after=settings.hub_silent_after
+    ).run(inner_stop)
     if settings.fhir_push_url:
         push = FhirPushWorker(
             settings.database_url,

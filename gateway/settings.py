@@ -131,6 +131,7 @@ class GatewaySettings(BaseSettings):
         "max_future_skew",
         "partition_maintenance_interval",
         "api_max_range",
+        "hub_silent_after",
         mode="before",
     )
     @classmethod
@@ -153,6 +154,11 @@ class GatewaySettings(BaseSettings):
     )
     fhir_push_token: str | None = Field(
         default=None, description="Bearer token for the FHIR push server (None: no auth header)."
+    )
+    hub_silent_after: timedelta = Field(
+        default=timedelta(seconds=150),
+        description="A hub not heard for longer than this raises a hub-silent technical alert "
+        "(A3: 2 x the hub's 60 s heartbeat + 30 s).",
     )
     fhir_push_interval: float = Field(
         default=10.0, gt=0, description="Seconds between FHIR push rounds when idle."

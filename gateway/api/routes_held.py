@@ -81,7 +81,7 @@ class HeldRecordList(_Out):
 class TechnicalAlertOut(_Out):
     alert_id: int
     hub_id: str
-    kind: Literal["held-records", "ble-overflow"]
+    kind: Literal["held-records", "ble-overflow", "hub-silent"]
     count: int = Field(description="Records counted into this alert.")
     first_at: datetime
     last_at: datetime

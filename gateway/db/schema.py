@@ -543,7 +543,7 @@ def _v91(_mode: StorageMode) -> list[str]:
         CREATE TABLE IF NOT EXISTS technical_alerts (
             alert_id bigserial PRIMARY KEY,
             hub_id text NOT NULL,
-            kind text NOT NULL CHECK (kind IN ('held-records', 'ble-overflow')),
+            kind text NOT NULL CHECK (kind IN ('held-records', 'ble-overflow', 'hub-silent')),
             count integer NOT NULL CHECK (count >= 1),
             first_at timestamptz NOT NULL,
             last_at timestamptz NOT NULL,

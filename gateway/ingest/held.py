@@ -40,6 +40,7 @@ class TechnicalKind(StrEnum):
 
     HELD_RECORDS = "held-records"  # records no patient owns, waiting for review
     BLE_OVERFLOW = "ble-overflow"  # notifications the hub's queue could not take
+    HUB_SILENT = "hub-silent"  # nothing heard from the hub (gateway.notify.hub_silence, A3)
 
 
 def technical_kind(reason: str) -> TechnicalKind:
