@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     hub_commands.register(sub)
 
     sub.add_parser(
+        "reprocess",
+        help="decode stored readings' raw bytes again with the current drivers: the difference, "
+        "or corrected versions with --apply (telehub reprocess --help)",
+        add_help=False,
+    )
+    sub.add_parser(
         "rules",
         help="rules test FILE.toml...: run clinical alerting scenarios (docs/alerting.md)",
         add_help=False,
@@ -203,6 +209,12 @@ def _main(argv: Sequence[str] | None) -> int:
 
         _setup_logging("INFO")
         return simulate_main(args_list[1:])
+    if args_list[:1] == ["reprocess"]:
+        # the re-decoder has its own argument parser (telehub.reprocess)
+        from telehub import reprocess
+
+        _setup_logging("WARNING")
+        return reprocess.main(args_list[1:])
     if args_list[:2] == ["rules", "test"]:
         # the scenario bench has its own argument parser (gateway.alerting.scenarios)
         from gateway.alerting import scenarios

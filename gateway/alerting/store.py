@@ -93,6 +93,7 @@ ORDER BY v.patient_id, v.rule_code, v.version
 _WINDOW = """
 SELECT key, patient_id, mdc, value, unit, time, received_at, flags, special, kind
 FROM readings WHERE patient_id = ANY(%s) AND mdc = ANY(%s) AND time >= %s
+  AND superseded_at IS NULL
 """
 
 _SUPPRESSED = """
@@ -197,7 +198,7 @@ WHERE NOT EXISTS (
     WHERE r.patient_id = n.patient_id AND r.mdc = n.mdc AND r.unit = n.unit
       AND r.time >= n.day_start AND r.time <= n.t AND (r.time, r.key) < (n.t, n.key)
       AND r.kind IN ('spot', 'continuous') AND r.value IS NOT NULL AND r.special IS NULL
-      AND NOT r.flags && %s::text[])
+      AND NOT r.flags && %s::text[] AND r.superseded_at IS NULL)
 """
 
 
@@ -592,6 +593,49 @@ async def resolve(
     )
     return await _event(conn, alert_id, patient, AlertEventType.RESOLVED, at, level=level,
                         actor=actor, note=note)  # fmt: skip
+
+
+async def enter_in_error(
+    conn: psycopg.AsyncConnection[Any], superseded_keys: Sequence[str], actor: str, note: str,
+    at: datetime, *, run: int,
+) -> list[int]:  # fmt: skip
+    """Alerts every occurrence of which is a superseded reading (``superseded_keys`` or superseded
+    before) are *entered in error*: no longer live, flagged, and an ``invalidated`` event that
+    is delivered wherever the alert was (``notify`` when an earlier event of it notified).
+    Returns their ids. Live or not, an alert the correction takes away is marked; one that also
+    counted a current reading is left as it is."""
+    cur = await conn.execute(
+        """SELECT a.alert_id, a.patient_id, a.level FROM clinical_alerts a
+           WHERE NOT a.entered_in_error
+             AND EXISTS (SELECT 1 FROM alert_occurrences o
+                         WHERE o.alert_id = a.alert_id AND o.reading_key = ANY(%s))
+             AND NOT EXISTS (
+                 SELECT 1 FROM alert_occurrences o
+                 WHERE o.alert_id = a.alert_id AND o.reading_key <> ALL(%s)
+                   AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.key = o.reading_key
+                                   AND r.superseded_at IS NOT NULL))
+           ORDER BY a.patient_id, a.alert_id FOR UPDATE""",
+        (list(superseded_keys), list(superseded_keys)),
+    )
+    out: list[int] = []
+    for alert_id, patient, level in await cur.fetchall():
+        notified = await conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM alert_event WHERE alert_id = %s "
+            "AND coalesce((payload ->> 'notify')::boolean, false))",
+            (alert_id,),
+        )
+        row = await notified.fetchone()
+        await conn.execute(
+            "UPDATE clinical_alerts SET entered_in_error = true, state = 'resolved', "
+            "updated_at = %s WHERE alert_id = %s",
+            (at, alert_id),
+        )
+        await _event(conn, alert_id, patient, AlertEventType.INVALIDATED, at,
+                     level=AlertLevel(level), actor=actor, note=note,
+                     payload={"reason": "entered-in-error", "reprocess_run": run,
+                              "notify": bool(row and row[0])})  # fmt: skip
+        out.append(int(alert_id))
+    return out
 
 
 # -- rule versions -------------------------------------------------------------------------------

@@ -54,7 +54,8 @@ async def list_patients(ctx: Ctx, principal: CurrentPrincipal, rid: RequestId) -
                    (SELECT count(*) FROM alerts a
                     WHERE a.patient_id = p.patient_id AND a.acknowledged_at IS NULL
                    )::int AS open_alerts,
-                   (SELECT max(r.time) FROM readings r WHERE r.patient_id = p.patient_id)
+                   (SELECT max(r.time) FROM readings r WHERE r.patient_id = p.patient_id
+                      AND r.superseded_at IS NULL)
                        AS last_reading_at
                FROM patient_access pa JOIN patients p USING (patient_id)
                WHERE pa.org_id = %s ORDER BY p.patient_id""",
@@ -116,7 +117,7 @@ async def list_readings(
             "invalid_request",
             f"the time range may span at most {ctx.max_range.days} days",
         )
-    where = "patient_id = %s AND time >= %s AND time < %s"
+    where = "patient_id = %s AND time >= %s AND time < %s AND superseded_at IS NULL"
     params: list[object] = [patient_id, start, end]
     if mdc:
         where += " AND mdc = ANY(%s)"

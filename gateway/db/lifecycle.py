@@ -118,10 +118,19 @@ def v40(mode: StorageMode) -> list[str]:
     ]
 
 
-def _aggregate_select(name: str, mode: StorageMode, where: str = "") -> str:
+#: From migration 92 on, the aggregates hold only current readings (a reading version superseded
+#: by ``telehub reprocess`` is kept for audit, but counted nowhere).
+CURRENT_ONLY: Final = " AND superseded_at IS NULL"
+
+
+def _aggregate_select(
+    name: str, mode: StorageMode, where: str = "", *, current_only: bool = False
+) -> str:
     ts_bucket, pg_bucket = BUCKETS[name]
     bucket = ts_bucket if mode == "timescaledb" else pg_bucket
     agg = _TS_AGG if mode == "timescaledb" else _PG_AGG
+    if current_only:
+        where = CURRENT_ONLY + where
     return (
         f"SELECT patient_id, mdc, unit, {bucket} AS bucket,{agg}\n"
         f"    FROM readings WHERE value IS NOT NULL{where}\n"
@@ -129,10 +138,12 @@ def _aggregate_select(name: str, mode: StorageMode, where: str = "") -> str:
     )
 
 
-def _refresh_block(name: str, mode: StorageMode) -> str:
+def _refresh_block(name: str, mode: StorageMode, current_only: bool) -> str:
     """plpgsql: recompute the buckets of ``name`` in [window_start, window_end) (whole buckets)."""
     bucket = BUCKETS[name][1]
-    select = _aggregate_select(name, mode, " AND time >= lo AND time < hi").replace("\n", " ")
+    select = _aggregate_select(
+        name, mode, " AND time >= lo AND time < hi", current_only=current_only
+    ).replace("\n", " ")
     lo = bucket.replace("time", "window_start")
     hi = bucket.replace("time", "window_end")
     return f"""
@@ -149,12 +160,18 @@ def _refresh_block(name: str, mode: StorageMode) -> str:
 
 
 def v41(mode: StorageMode) -> list[str]:
+    return aggregates(mode, current_only=False)
+
+
+def aggregates(mode: StorageMode, *, current_only: bool) -> list[str]:
+    """The aggregates (migration 41; again by migration 92 with ``current_only``)."""
     if mode == "timescaledb":
         out: list[str] = []
         for name in BUCKETS:
+            select = _aggregate_select(name, mode, current_only=current_only)
             out.append(
                 f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name} WITH (timescaledb.continuous,"
-                f" timescaledb.materialized_only = false) AS\n{_aggregate_select(name, mode)}\n"
+                f" timescaledb.materialized_only = false) AS\n{select}\n"
                 "WITH NO DATA"
             )
         out.append(
@@ -193,10 +210,11 @@ def v41(mode: StorageMode) -> list[str]:
                     mode,
                     " AND time >= (SELECT materialised_until FROM telehub_aggregate_state"
                     f" WHERE aggregate = '{name}')",
+                    current_only=current_only,
                 )
             }""",
         ]
-    refresh = "\n".join(_refresh_block(name, mode) for name in BUCKETS)
+    refresh = "\n".join(_refresh_block(name, mode, current_only) for name in BUCKETS)
     return [
         *out,
         f"""
@@ -218,11 +236,6 @@ def v41(mode: StorageMode) -> list[str]:
 def v42(mode: StorageMode) -> list[str]:
     if mode != "timescaledb":
         return []  # monthly partitions (migration 1); no compression without TimescaleDB
-    policy = (
-        "SELECT add_continuous_aggregate_policy('{name}', start_offset => INTERVAL '{start}', "
-        "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '{every}', "
-        "if_not_exists => true)"
-    )
     return [
         # the columnstore API below is TimescaleDB 2.18+: say so rather than fail on a name
         "DO $do$ BEGIN IF (SELECT string_to_array(split_part(extversion, '-', 1), '.')::int[]"
@@ -235,6 +248,18 @@ def v42(mode: StorageMode) -> list[str]:
         " timescaledb.segmentby = 'patient_id', timescaledb.orderby = 'mdc, time DESC')",
         f"CALL add_columnstore_policy('readings', after => INTERVAL '{COMPRESS_AFTER}',"
         " if_not_exists => true)",
+        *aggregate_policies(),
+    ]
+
+
+def aggregate_policies() -> list[str]:
+    """The refresh policies of the continuous aggregates (TimescaleDB)."""
+    policy = (
+        "SELECT add_continuous_aggregate_policy('{name}', start_offset => INTERVAL '{start}', "
+        "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '{every}', "
+        "if_not_exists => true)"
+    )
+    return [
         policy.format(name="readings_hourly", start=REFRESH_START_OFFSET, every="15 minutes"),
         policy.format(name="readings_daily", start=REFRESH_START_OFFSET, every="1 hour"),
     ]

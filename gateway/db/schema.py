@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from gateway.db import lifecycle
+from gateway.db import lifecycle, versions
 from gateway.db.readings import READINGS_COLUMNS_DDL, READINGS_INSERT_COLUMNS
 
 __all__ = ["READINGS_INSERT_COLUMNS"]  # re-exported: the column order lives in gateway.db.readings
@@ -574,4 +574,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(43, "lifecycle: retention run (TimescaleDB job or gateway scheduler)", lifecycle.v43),
     Migration(90, "alert event deliveries: webhooks (Standard Webhooks) and e-mail", _v90),
     Migration(91, "held records (no patient) and technical alerts per hub", _v91),
+    Migration(
+        92,
+        "reading versions: reprocess runs, superseded readings, current aggregates",
+        versions.v92,
+    ),
 )

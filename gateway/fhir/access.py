@@ -80,7 +80,11 @@ async def observation_rows(
     """The rows of every device record that has an Observation on the page, the page's
     Observation identities ``(time, hub, device, grp, code)`` in order, and whether more follow.
     Out-of-scope patients have no rows."""
-    where = ["r.patient_id = %s", _VISIBLE.replace("%s", "r.patient_id", 1)]
+    where = [
+        "r.patient_id = %s",
+        "r.superseded_at IS NULL",
+        _VISIBLE.replace("%s", "r.patient_id", 1),
+    ]
     params: list[object] = [q.patient_id, principal.org_id]
     if q.start is not None:
         where.append("r.time >= %s")
@@ -122,7 +126,7 @@ async def observation_rows(
                     AS k(time, hub_id, device_id, grp)
                   ON r.time = k.time AND r.hub_id = k.hub_id AND r.device_id = k.device_id
                      AND r.grp = k.grp
-                WHERE r.patient_id = %s
+                WHERE r.patient_id = %s AND r.superseded_at IS NULL
                 ORDER BY r.time DESC, r.key""",
             (
                 [k[0] for k in records],
@@ -143,7 +147,7 @@ async def devices(conn: Conn, principal: Principal, patient_id: str) -> Sequence
                    ARRAY(SELECT DISTINCT s.mdc FROM (
                        SELECT r.mdc FROM readings r
                        WHERE r.patient_id = d.patient_id AND r.hub_id = d.hub_id
-                         AND r.device_id = d.device_id
+                         AND r.device_id = d.device_id AND r.superseded_at IS NULL
                        ORDER BY r.time DESC LIMIT 100) s) AS mdcs
                 FROM devices d WHERE d.patient_id = %s AND {_VISIBLE}
                 ORDER BY d.hub_id, d.device_id""",
@@ -189,6 +193,7 @@ async def sweep_into_outbox(conn: Conn) -> tuple[int, bool]:
             """INSERT INTO fhir_outbox (time, hub_id, device_id, grp, patient_id)
                SELECT DISTINCT r.time, r.hub_id, r.device_id, r.grp, r.patient_id
                FROM readings r WHERE r.stored_at >= %s AND r.stored_at < %s
+                 AND r.superseded_at IS NULL
                ON CONFLICT DO NOTHING""",
             (lo, hi),
         )
@@ -212,6 +217,7 @@ async def record_rows(conn: Conn, records: Sequence[Record]) -> list[StoredReadi
                     AS k(time, hub_id, device_id, grp)
                   ON r.time = k.time AND r.hub_id = k.hub_id AND r.device_id = k.device_id
                      AND r.grp = k.grp
+                WHERE r.superseded_at IS NULL
                 ORDER BY r.time, r.key""",
             ([k[0] for k in records], [k[1] for k in records], [k[2] for k in records],
              [k[3] for k in records]),

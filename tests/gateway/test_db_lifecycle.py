@@ -148,14 +148,16 @@ def _job(db: Pglite, proc: str) -> int:
 def test_timescale_policies_and_settings(pglite: Pglite) -> None:
     jobs = pglite.execute(
         "SELECT proc_name, hypertable_name, schedule_interval::text, config::text"
-        " FROM timescaledb_information.jobs WHERE job_id >= 1000 ORDER BY job_id"
+        " FROM timescaledb_information.jobs WHERE job_id >= 1000 ORDER BY proc_name, job_id"
     )
+    # migration 92 re-creates the aggregates (current versions only) and with them their policies
     assert [j[0] for j in jobs] == [
         "policy_compression",
         "policy_refresh_continuous_aggregate",
         "policy_refresh_continuous_aggregate",
         "telehub_lifecycle_job",
     ]
+    assert sorted(j[1] for j in jobs[1:3]) == ["readings_daily", "readings_hourly"]
     assert '"compress_after": "35 days"' in jobs[0][3]
     assert f'"start_offset": "{REFRESH_START_OFFSET}"' in jobs[1][3]
     settings = pglite.execute(
@@ -242,6 +244,30 @@ def test_plain_series_real_time_then_materialised(plain: Pg) -> None:
     assert plain.execute("SELECT count(*)::int FROM readings_hourly_mat") == [[5]]
     _check_series(plain)
     _after_refresh(
+        plain,
+        lambda: plain.execute("SELECT telehub_refresh_aggregates('2025-11-01Z', '2025-12-04Z')"),
+    )
+
+
+def _supersede_and_correct(db: Sql, refresh: Callable[[], object]) -> None:
+    """A reading version superseded by ``telehub reprocess`` (migration 92) leaves the aggregates,
+    live and materialised; its correction counts instead."""
+    _day_readings(db)
+    refresh()
+    db.execute("UPDATE readings SET superseded_at = now(), superseded_run = 1 WHERE key = 'a'")
+    put(db, "2025-12-01 08:10Z", "a2", "91")
+    refresh()
+    days = series(db, Bucket.DAY, "2025-11-30 23:00Z", "2025-12-02 23:00Z")
+    assert days[0] == ("2025-11-30 23:00", 3, "91", "95", "93.00", "91", "01 08:10", "93")
+    assert days[1] == EXPECTED_DAYS[1]
+
+
+def test_timescale_aggregates_hold_current_versions_only(pglite: Pglite) -> None:
+    _supersede_and_correct(pglite, lambda: _refresh(pglite))
+
+
+def test_plain_aggregates_hold_current_versions_only(plain: Pg) -> None:
+    _supersede_and_correct(
         plain,
         lambda: plain.execute("SELECT telehub_refresh_aggregates('2025-11-01Z', '2025-12-04Z')"),
     )

@@ -41,6 +41,7 @@ TABLES = {
     "audit_events",
     "email_recipients", "event_deliveries",  # migration 90 (alert event delivery)
     "held_records", "technical_alerts",  # migration 91 (held records)
+    "reprocess_runs", "reading_versions",  # migration 92 (reading versions)
 }  # fmt: skip
 #: what the lifecycle migrations add on plain PostgreSQL
 PARTITIONED_TABLES = TABLES | {
