@@ -265,11 +265,43 @@ def aggregate_policies() -> list[str]:
     ]
 
 
+_HELD_DELETE: Final = """
+        IF keep_held IS NOT NULL THEN
+            DELETE FROM held_records WHERE stored_at < at - keep_held;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            result := result || jsonb_build_object('held_records_deleted', n);
+        END IF;"""
+
+
 def _keep(data_class: str) -> str:
     return f"(SELECT keep FROM telehub_retention WHERE data_class = '{data_class}')"
 
 
-def v43(mode: StorageMode) -> list[str]:
+#: Migration 93's class: records the hub could not attribute (gateway/ingest/held.py).
+HELD_RETENTION: Final = (
+    "held_records",
+    "90 days",
+    "no patient: long enough to map the device user or dismiss; never a clinical record",
+)
+_CLASSES_V93: Final = (*(c for c, _, _ in RETENTION_DEFAULTS), HELD_RETENTION[0])
+
+
+def v93(mode: StorageMode) -> list[str]:
+    """Held records get a retention class of their own; the run deletes them when expired."""
+    classes = ", ".join(f"'{c}'" for c in _CLASSES_V93)
+    c, keep, why = HELD_RETENTION
+    return [
+        "ALTER TABLE telehub_retention"
+        " DROP CONSTRAINT IF EXISTS telehub_retention_data_class_check",
+        f"ALTER TABLE telehub_retention ADD CONSTRAINT telehub_retention_data_class_check"
+        f" CHECK (data_class IN ({classes}))",
+        f"INSERT INTO telehub_retention VALUES ('{c}', INTERVAL '{keep}', '{why}')"
+        " ON CONFLICT DO NOTHING",
+        *v43(mode, held=True),
+    ]
+
+
+def v43(mode: StorageMode, *, held: bool = False) -> list[str]:
     if mode == "timescaledb":
         drop_spot = """
             IF keep_spot IS NOT NULL THEN
@@ -324,7 +356,12 @@ def v43(mode: StorageMode) -> list[str]:
         keep_spot interval := {_keep("spot")};
         keep_agg interval := {_keep("aggregates")};
         keep_dead interval := {_keep("dead_letters")};
-        keep_deliv interval := {_keep("deliveries")};
+        keep_deliv interval := {_keep("deliveries")};{
+        f'''
+        keep_held interval := {_keep("held_records")};'''
+        if held
+        else ""
+    }
         materialised timestamptz;
         result jsonb := '{{}}';
         n bigint;
@@ -355,7 +392,7 @@ def v43(mode: StorageMode) -> list[str]:
              WHERE coalesce(delivered_at, next_attempt_at) < at - keep_deliv;
             GET DIAGNOSTICS n = ROW_COUNT;
             result := result || jsonb_build_object('deliveries_deleted', n);
-        END IF;{drop_spot}
+        END IF;{_HELD_DELETE if held else ""}{drop_spot}
         result := result || jsonb_build_object('materialised_until', materialised);
         INSERT INTO telehub_job_runs (job, started_at, detail)
             VALUES ('lifecycle', started, result);

@@ -579,4 +579,5 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "reading versions: reprocess runs, superseded readings, current aggregates",
         versions.v92,
     ),
+    Migration(93, "lifecycle: retention of held records (90 days)", lifecycle.v93),
 )

@@ -324,6 +324,41 @@ def test_retention_is_configurable_per_class(plain: Pg) -> None:
         plain.execute("UPDATE telehub_retention SET keep = INTERVAL '-1 day'")
 
 
+def _held(db: Sql, key: str, stored_at: str, dismissed: bool = False) -> None:
+    db.execute(
+        "INSERT INTO held_records (key, hub_id, device_id, source, reason, received_at,"
+        " stored_at, raw, dismissed_at) VALUES (%s, 'h', 'd', '2a9d', 'unknown-user', %s, %s,"
+        " '\\x00', CASE WHEN %s THEN now() END)",
+        [key, stored_at, stored_at, dismissed],
+    )
+
+
+def _held_retention(db: Sql) -> None:
+    """Held records (no patient) expire after 90 days, dismissed or not; configurable."""
+    assert db.execute(
+        "SELECT keep::text FROM telehub_retention WHERE data_class = 'held_records'"
+    ) == [["90 days"]]
+    old = db.execute("SELECT (now() - INTERVAL '91 days')::text")[0][0]
+    recent = db.execute("SELECT (now() - INTERVAL '89 days')::text")[0][0]
+    _held(db, "old", old)
+    _held(db, "old-dismissed", old, dismissed=True)
+    _held(db, "recent", recent)
+    assert db.execute("SELECT telehub_lifecycle_run()")[0][0]["held_records_deleted"] == 2
+    assert db.execute("SELECT key FROM held_records") == [["recent"]]
+    db.execute("UPDATE telehub_retention SET keep = NULL WHERE data_class = 'held_records'")
+    _held(db, "old-kept", old)
+    assert "held_records_deleted" not in db.execute("SELECT telehub_lifecycle_run()")[0][0]
+    assert db.execute("SELECT count(*)::int FROM held_records") == [[2]]
+
+
+def test_plain_held_records_expire(plain: Pg) -> None:
+    _held_retention(plain)
+
+
+def test_timescale_held_records_expire(pglite: Pglite) -> None:
+    _held_retention(pglite)
+
+
 # -- telehub db status ---------------------------------------------------------------------------
 
 
