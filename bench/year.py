@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import psycopg
 
@@ -159,7 +159,20 @@ def plain(patients: int, days: int) -> dict[str, Any]:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
-def timescaledb(patients: int, days: int) -> dict[str, Any]:
+#: ``--variant`` for the TimescaleDB run: the shipped settings, or an alternative (set before
+#: the rows are generated) whose figures docs/operations.md compares
+VARIANTS: Final = {
+    "shipped": [],
+    "no-segmentby": [
+        "ALTER TABLE readings SET (timescaledb.compress_segmentby = '',"
+        " timescaledb.compress_orderby = 'patient_id, mdc, time DESC')"
+    ],
+    "chunk-7d": ["SELECT set_chunk_time_interval('readings', INTERVAL '7 days')"],
+    "chunk-30d": ["SELECT set_chunk_time_interval('readings', INTERVAL '30 days')"],
+}
+
+
+def timescaledb(patients: int, days: int, variant: str = "shipped") -> dict[str, Any]:
     from gateway.db.schema import MIGRATIONS, TIMESCALE_EXTENSION_SQL
     from tests.fixtures.fix_pglite import Pglite
 
@@ -170,6 +183,8 @@ def timescaledb(patients: int, days: int) -> dict[str, Any]:
         for m in MIGRATIONS:
             for stmt in m.statements("timescaledb"):
                 db.execute(stmt)
+        for stmt in VARIANTS[variant]:
+            db.execute(stmt)
         gen_s = _generate(db, patients, days)
         rows = int(db.execute("SELECT count(*)::int FROM readings")[0][0])
         row_store = _trends_ts(db, "row store")
@@ -193,6 +208,7 @@ def timescaledb(patients: int, days: int) -> dict[str, Any]:
         )[0]
         total = int(db.execute("SELECT hypertable_size('readings')::bigint::text")[0][0])
         return {
+            "variant": variant,
             "rows": rows,
             "generate_rows_per_s_pglite": round(rows / gen_s),
             "chunks": chunks,
@@ -216,21 +232,20 @@ def _trends_ts(db: Any, _label: str) -> dict[str, Any]:
     return {"days": days, "raw_ms": raw_ms}
 
 
-RUNS: dict[str, Callable[[int, int], dict[str, Any]]] = {
-    "plain": plain,
-    "timescaledb": timescaledb,
-}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--patients", type=int, default=1000)
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--modes", default="plain,timescaledb")
+    p.add_argument("--variant", choices=sorted(VARIANTS), default="shipped")
     a = p.parse_args()
     out: dict[str, Any] = {"patients": a.patients, "days": a.days}
+    runs: dict[str, Callable[[], dict[str, Any]]] = {
+        "plain": lambda: plain(a.patients, a.days),
+        "timescaledb": lambda: timescaledb(a.patients, a.days, a.variant),
+    }
     for mode in a.modes.split(","):
-        out[mode] = RUNS[mode](a.patients, a.days)
+        out[mode] = runs[mode]()
         sys.stdout.write(json.dumps({mode: out[mode]}) + "\n")
         sys.stdout.flush()
     sys.stdout.write(json.dumps(out, indent=1) + "\n")

@@ -54,11 +54,13 @@ Example (``fleet.toml``)::
 
 :func:`apply_fleet` upserts everything in one transaction. It never deletes organisations,
 patients, hubs or devices that the file does not list. For each patient the file lists, the
-file is authoritative for that patient's care team (``patient_access`` rows of other orgs are
-removed) and for the patient's fleet-declared rules (rules with a ``rule_key`` the file no longer
-lists are disabled, not deleted, because alerts refer to them; rules created elsewhere without a
-``rule_key`` are left alone). The file is authoritative for API tokens: a token it no longer
-lists is revoked (the row is kept with ``revoked_at``); listing it again reinstates it.
+file is authoritative for that patient's care relations (``care_relations`` rows of other orgs
+are removed; ``orgs`` and ``relations`` list them) and for the patient's fleet-declared rules
+(rules with a ``rule_key`` the file no longer lists are disabled, not deleted, because alerts
+refer to them; rules created elsewhere without a ``rule_key`` are left alone). Consents are not
+in the file: they are the patient's, recorded through the API (docs/security.md). The file is
+authoritative for API tokens: a token it no longer lists is revoked (the row is kept with
+``revoked_at``); listing it again reinstates it.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ class Token(_Model):
     token: StrictStr = Field(repr=False)
     org: _ID
     clinician: StrictStr | None = None
-    role: Literal["clinician", "operator"] = "clinician"
+    #: ``portal``: a citizen portal's machine client (tokens of an ``operator`` organisation only)
+    role: Literal["clinician", "operator", "portal"] = "clinician"
     expires: AwareDatetime | None = None  # None: does not expire
 
     @field_validator("token")
@@ -135,16 +138,42 @@ class Token(_Model):
         return hashlib.sha256(self.token.encode()).digest()
 
 
+class CareRelation(_Model):
+    """An organisation following a patient (``care_relations``, docs/security.md): ``orgs``
+    entries are the shorthand for a treating relation with no end."""
+
+    org: _ID
+    care_team: StrictStr | None = None
+    relation: Literal["treating", "follow-up", "home-care", "shared-care"] = "treating"
+    #: ``consent``: access only while the patient's sharing consent is in force (recorded
+    #: through the API); ``treatment``: the relation itself is the basis
+    legal_basis: Literal["treatment", "consent"] = "treatment"
+    valid_from: AwareDatetime | None = None
+    valid_to: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _period(self) -> Self:
+        if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
+            raise ValueError("valid_to must be after valid_from")
+        return self
+
+
 class Patient(_Model):
     id: _ID
     display_name: StrictStr | None = None
     orgs: list[_ID] = []
+    relations: list[CareRelation] = []
     #: IANA time zone of the patient's local days (docs/alerting.md)
     timezone: StrictStr = "Europe/Copenhagen"
     #: clinical programmes whose rule templates are activated for this patient (version 1 of
     #: each rule, from ``programmes_from``); never a silent default
     programmes: list[Programme] = []
     programmes_from: datetime | None = None
+
+    def care_relations(self) -> list[CareRelation]:
+        """``relations`` plus a treating relation for each ``orgs`` entry not among them."""
+        declared = {r.org for r in self.relations}
+        return [*self.relations, *(CareRelation(org=o) for o in self.orgs if o not in declared)]
 
     @field_validator("timezone")
     @classmethod
@@ -259,13 +288,20 @@ class Fleet(_Model):
         orgs = {o.id for o in self.orgs}
         patients = {p.id for p in self.patients}
         hubs = {h.id for h in self.hubs}
+        kinds = {o.id: o.kind for o in self.orgs}
         for i, t in enumerate(self.tokens):
             if t.org not in orgs:
                 problems.append(f"tokens[{i}].org: unknown org {t.org!r}")
+            elif t.role == "portal" and kinds[t.org] != "operator":
+                problems.append(f"tokens[{i}].role: a portal token belongs to an operator org")
         for i, p in enumerate(self.patients):
             for o in p.orgs:
                 if o not in orgs:
                     problems.append(f"patients[{i}].orgs: unknown org {o!r}")
+            for j, rel in enumerate(p.relations):
+                if rel.org not in orgs:
+                    problems.append(f"patients[{i}].relations[{j}].org: unknown org {rel.org!r}")
+            dupes(f"patients[{i}].relations", [rel.org for rel in p.relations])
         for i, h in enumerate(self.hubs):
             if h.org is not None and h.org not in orgs:
                 problems.append(f"hubs[{i}].org: unknown org {h.org!r}")
@@ -381,18 +417,31 @@ def fleet_statements(fleet: Fleet) -> list[Statement]:
                     (p.id, v.rule_id, v.version, programme.value, v.effective_from,
                      json.dumps(codec.encode(v)), v.enabled, v.author, v.reason, p.id, v.rule_id),
                 ))  # fmt: skip
+        relations = p.care_relations()
         out.append(
             (
-                "DELETE FROM patient_access WHERE patient_id = %s AND NOT org_id = ANY(%s)",
-                (p.id, list(p.orgs)),
+                "DELETE FROM care_relations WHERE patient_id = %s AND NOT org_id = ANY(%s)",
+                (p.id, [rel.org for rel in relations]),
             )
         )
-        for org in p.orgs:
+        for rel in relations:
             out.append(
                 (
-                    "INSERT INTO patient_access (patient_id, org_id) VALUES (%s, %s) "
-                    "ON CONFLICT DO NOTHING",
-                    (p.id, org),
+                    "INSERT INTO care_relations (patient_id, org_id, care_team, relation, "
+                    "legal_basis, valid_from, valid_to) VALUES (%s, %s, %s, %s, %s, "
+                    "coalesce(%s, '-infinity'::timestamptz), %s) ON CONFLICT (patient_id, org_id) "
+                    "DO UPDATE SET care_team = EXCLUDED.care_team, relation = EXCLUDED.relation, "
+                    "legal_basis = EXCLUDED.legal_basis, valid_from = EXCLUDED.valid_from, "
+                    "valid_to = EXCLUDED.valid_to",
+                    (
+                        p.id,
+                        rel.org,
+                        rel.care_team,
+                        rel.relation,
+                        rel.legal_basis,
+                        rel.valid_from,
+                        rel.valid_to,
+                    ),
                 )
             )
     for h in fleet.hubs:

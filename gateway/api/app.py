@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse
 
 from gateway.api import (
     routes_clinical,
+    routes_consent,
     routes_held,
     routes_ops,
     routes_worklist,
@@ -161,6 +162,7 @@ def create_app(
     app.include_router(sse.router)  # before any /alerts/{id} route could shadow it
     app.include_router(routes_ops.router)
     app.include_router(routes_held.router)
+    app.include_router(routes_consent.router)
     fhir_api.install(app)
 
     @app.get("/", include_in_schema=False)

@@ -34,6 +34,10 @@ class Purpose(StrEnum):
     """The legal basis of a lookup (sundhedsloven §42 a: current treatment)."""
 
     TREATMENT = "treatment"
+    #: the patient's own insight (the citizen portal: access log, consents)
+    CITIZEN = "citizen-insight"
+    #: recording or reading a patient's consents on their behalf
+    CONSENT = "consent-administration"
 
 
 def request_id(request: Request) -> str:

@@ -20,7 +20,9 @@ from gateway.api.context import ApiContext, Ctx
 from gateway.api.errors import ApiError, not_found
 from gateway.api.oidc import OidcError, OidcVerifier, looks_like_jwt
 
-Role = Literal["clinician", "operator"]
+#: ``portal``: a citizen portal (a machine client of the platform's own organisation) that shows
+#: patients who looked at their data and records their consents; it reads no health data.
+Role = Literal["clinician", "operator", "portal"]
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -45,6 +47,10 @@ class Principal:
     @property
     def is_operator(self) -> bool:
         return self.role == "operator"
+
+    @property
+    def is_portal(self) -> bool:
+        return self.role == "portal"
 
     @property
     def is_platform_operator(self) -> bool:
@@ -91,7 +97,7 @@ async def authenticate(
     return Principal(
         org_id=org_id,
         clinician=clinician,
-        role="operator" if role == "operator" else "clinician",
+        role="operator" if role == "operator" else "portal" if role == "portal" else "clinician",
         org_kind=kind,
     )
 

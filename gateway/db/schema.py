@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from gateway.db import lifecycle, versions
+from gateway.db import consent, lifecycle, versions
 from gateway.db.readings import READINGS_COLUMNS_DDL, READINGS_INSERT_COLUMNS
 
 __all__ = ["READINGS_INSERT_COLUMNS"]  # re-exported: the column order lives in gateway.db.readings
@@ -580,4 +580,5 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         versions.v92,
     ),
     Migration(93, "lifecycle: retention of held records (90 days)", lifecycle.v93),
+    Migration(94, "care relations and consent; patient_access becomes their view", consent.v94),
 )

@@ -25,11 +25,14 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 
+from gateway.api.audit import AuditEntry, Outcome, RequestId, write_audit
 from gateway.api.auth import Principal, authenticate, bearer_scheme
 from gateway.api.context import ApiContext, Ctx
 from gateway.api.errors import ApiError
+from gateway.api.routes_consent import access_log
 from gateway.fhir import FhirError, access
 from gateway.fhir import mapping as m
+from gateway.fhir.audit import audit_event
 
 FHIR_JSON: Final = "application/fhir+json"
 FHIR_VERSION: Final = "4.0.1"
@@ -227,6 +230,7 @@ def _codes(request: Request) -> tuple[frozenset[int], frozenset[str], bool]:
 _KNOWN_PARAMS: Final = {
     "Observation": {"patient", "subject", "code", "date", "_count", "_cursor", "_format"},
     "Device": {"patient", "_format"},
+    "AuditEvent": {"patient", "_count", "_format"},
 }
 
 
@@ -328,19 +332,42 @@ def capability_statement(base: str) -> m.Resource:
 
 
 @router.get("/Patient/{fhir_id}")
-async def read_patient(ctx: Ctx, principal: FhirPrincipal, fhir_id: str) -> Response:
+async def read_patient(
+    ctx: Ctx, principal: FhirPrincipal, rid: RequestId, fhir_id: str
+) -> Response:
     pid = m.patient_id_of(fhir_id) if _ID_RE.fullmatch(fhir_id) else None
     if pid is None:
         raise _not_found("Patient")
     async with _connection(ctx) as conn:
-        row = await access.patient(conn, principal, pid)
-    if row is None:
-        raise _not_found("Patient")
+        await _visible(conn, principal, rid, pid, "fhir-patient")
+        async with conn.transaction():
+            row = await access.patient(conn, principal, pid)
+            if row is None:
+                raise _not_found("Patient")  # consent withdrawn in between
+            await write_audit(conn, AuditEntry(rid, principal, pid, "fhir-patient",
+                                               target=pid, row_count=1))  # fmt: skip
     return fhir_response(m.patient(row.patient_id, row.display_name))
 
 
+async def _visible(
+    conn: access.Conn, principal: Principal, rid: str, pid: str, resource: str
+) -> access.PatientRow:
+    """The patient, or a 404 OperationOutcome after a ``denied`` audit row (call it outside a
+    transaction: the pool's connections autocommit, so the refusal stays recorded)."""
+    row = await access.patient(conn, principal, pid)
+    if row is not None:
+        return row
+    cur = await conn.execute("SELECT 1 FROM patients WHERE patient_id = %s", (pid,))
+    exists = await cur.fetchone() is not None
+    await write_audit(conn, AuditEntry(rid, principal, pid if exists else None, resource,
+                                       target=pid, outcome=Outcome.DENIED))  # fmt: skip
+    raise _not_found("Patient")
+
+
 @router.get("/Observation")
-async def search_observations(ctx: Ctx, principal: FhirPrincipal, request: Request) -> Response:
+async def search_observations(
+    ctx: Ctx, principal: FhirPrincipal, rid: RequestId, request: Request
+) -> Response:
     _check_params(request, "Observation")
     if "subject" in request.query_params and "patient" not in request.query_params:
         raise _invalid("use `patient` (subject is not supported)")
@@ -353,11 +380,14 @@ async def search_observations(ctx: Ctx, principal: FhirPrincipal, request: Reque
         patient_id=pid, mdcs=mdcs, loincs=loincs, start=start, end=end, after=after, limit=count
     )
     async with _connection(ctx) as conn:
-        if await access.patient(conn, principal, pid) is None:
-            raise _not_found("Patient")
-        rows, ids, more = (
-            ([], [], False) if empty else await access.observation_rows(conn, principal, q)
-        )
+        await _visible(conn, principal, rid, pid, "fhir-observations")
+        async with conn.transaction():
+            rows, ids, more = (
+                ([], [], False) if empty else await access.observation_rows(conn, principal, q)
+            )
+            await write_audit(conn, AuditEntry(rid, principal, pid, "fhir-observations",
+                                               target=pid, range_from=start, range_to=end,
+                                               row_count=len(rows)))  # fmt: skip
     entries = page_entries(rows, ids)
     next_params = None
     if more:
@@ -398,17 +428,40 @@ def page_entries(
 
 
 @router.get("/Device")
-async def search_devices(ctx: Ctx, principal: FhirPrincipal, request: Request) -> Response:
+async def search_devices(
+    ctx: Ctx, principal: FhirPrincipal, rid: RequestId, request: Request
+) -> Response:
     _check_params(request, "Device")
     pid = _patient_param(request)
     async with _connection(ctx) as conn:
-        if await access.patient(conn, principal, pid) is None:
-            raise _not_found("Patient")
-        rows = await access.devices(conn, principal, pid)
+        await _visible(conn, principal, rid, pid, "fhir-devices")
+        async with conn.transaction():
+            rows = await access.devices(conn, principal, pid)
+            await write_audit(conn, AuditEntry(rid, principal, pid, "fhir-devices", target=pid,
+                                               row_count=len(rows)))  # fmt: skip
     entries: list[tuple[m.Resource, str]] = [
         (m.phd_device(d.hub_id, d.device_id, d.patient_id, d.model, d.mdcs), "match") for d in rows
     ]
     entries += [(m.gateway_device(h), "match") for h in sorted({d.hub_id for d in rows})]
+    return fhir_response(_bundle(request, entries, None))
+
+
+@router.get("/AuditEvent")
+async def search_audit_events(
+    ctx: Ctx, principal: FhirPrincipal, rid: RequestId, request: Request
+) -> Response:
+    """The patient's access log as AuditEvents, newest first (the citizen portal only)."""
+    _check_params(request, "AuditEvent")
+    if not principal.is_portal:
+        raise FhirApiError(403, "forbidden", "the citizen portal's role is required here")
+    pid = _patient_param(request)
+    count = _count(request)
+    async with _connection(ctx) as conn:
+        cur = await conn.execute("SELECT 1 FROM patients WHERE patient_id = %s", (pid,))
+        if await cur.fetchone() is None:
+            raise _not_found("Patient")
+        rows = await access_log(conn, principal, rid, pid, limit=count)
+    entries: list[tuple[m.Resource, str]] = [(audit_event(r), "match") for r in rows]
     return fhir_response(_bundle(request, entries, None))
 
 

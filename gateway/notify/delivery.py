@@ -12,7 +12,8 @@ organisation following the patient; an organisation with no enabled webhook gets
 workers, or several gateways, may run), and for each one, *before sending*:
 
 * re-checks that the organisation still follows the patient (``patient_access``): if not, the
-  row is cancelled ("care relation ended") and nothing is sent;
+  row is cancelled ("no care relation or consent gives access": the relation ended, or the
+  patient refused the organisation or withdrew the consent it rested on) and nothing is sent;
 * a disabled webhook cancels the row ("endpoint disabled") and falls back to e-mail.
 
 Webhooks: ``POST`` of :func:`event_body` with the Standard Webhooks headers
@@ -65,7 +66,7 @@ class Channel(enum.StrEnum):
 class Cancel(enum.StrEnum):
     """Why a delivery was cancelled rather than sent."""
 
-    CARE_RELATION_ENDED = "care relation ended"
+    CARE_RELATION_ENDED = "no care relation or consent gives access"
     ENDPOINT_DISABLED = "endpoint disabled"
     TARGET_REMOVED = "target removed"
 

@@ -28,10 +28,15 @@ def test_hub_example_loads_with_every_section() -> None:
 
 def test_fleet_example_loads_and_is_consistent() -> None:
     fleet = load_fleet(DEPLOY / "fleet.example.toml")
-    assert [o.id for o in fleet.orgs] == ["ouh", "gp-esbjerg", "esbjerg"]
-    assert fleet.patients[0].orgs == ["ouh", "gp-esbjerg", "esbjerg"]
+    assert [o.id for o in fleet.orgs] == ["ouh", "gp-esbjerg", "esbjerg", "platform"]
+    relations = fleet.patients[0].care_relations()
+    assert [(r.org, r.legal_basis) for r in relations] == [
+        ("esbjerg", "consent"),
+        ("ouh", "treatment"),
+        ("gp-esbjerg", "treatment"),
+    ]
     assert {r.rule_key for r in fleet.rules} == {"sys-high", "spo2-low"}
-    assert [t.role for t in fleet.tokens] == ["clinician", "operator"]
+    assert [t.role for t in fleet.tokens] == ["clinician", "operator", "portal"]
 
 
 def test_hub_and_fleet_examples_agree() -> None:

@@ -32,7 +32,7 @@ from gateway.db.schema import (
 )
 
 TABLES = {
-    "orgs", "api_tokens", "patients", "patient_access", "hubs", "devices", "readings",
+    "orgs", "api_tokens", "patients", "care_relations", "hubs", "devices", "readings",
     "dead_letters", "rules", "alerts", "webhooks", "alert_deliveries", "schema_migrations",
     # migration 10: clinical alerting
     "alert_rule_versions", "clinical_alerts", "alert_occurrences", "alert_event",
@@ -42,6 +42,7 @@ TABLES = {
     "email_recipients", "event_deliveries",  # migration 90 (alert event delivery)
     "held_records", "technical_alerts",  # migration 91 (held records)
     "reprocess_runs", "reading_versions",  # migration 92 (reading versions)
+    "consents",  # migration 94 (care relations: the renamed patient_access, now a view)
 }  # fmt: skip
 #: what the lifecycle migrations add on plain PostgreSQL
 PARTITIONED_TABLES = TABLES | {

@@ -270,11 +270,33 @@ async def test_an_org_that_stopped_following_the_patient_gets_nothing(db: str) -
         add_webhook(db, "gp", f"{rec.base}/gp", SECRET)
         await apply(db, finding())  # queued for rh and gp
         with psycopg.connect(db) as conn:
-            conn.execute("DELETE FROM patient_access WHERE patient_id = 'p-001' AND org_id = 'rh'")
+            conn.execute("DELETE FROM care_relations WHERE patient_id = 'p-001' AND org_id = 'rh'")
         async with worker(db) as w:
             await wait_for(lambda: w.stats.delivered + w.stats.cancelled == 2, 10)
     assert [r.path for r in rec.requests] == ["/gp"]
-    assert sorted((r[1], r[5]) for r in rows(db)) == [("gp", None), ("rh", "care relation ended")]
+    assert sorted((r[1], r[5]) for r in rows(db)) == [
+        ("gp", None),
+        ("rh", "no care relation or consent gives access"),
+    ]
+
+
+async def test_a_refusal_cancels_the_queued_deliveries_to_that_organisation(db: str) -> None:
+    async with receiver() as rec:
+        add_webhook(db, "rh", f"{rec.base}/rh", SECRET)
+        add_webhook(db, "gp", f"{rec.base}/gp", SECRET)
+        await apply(db, finding())  # queued for rh and gp
+        with psycopg.connect(db) as conn:  # the patient refuses the hospital (§42 a)
+            conn.execute(
+                "INSERT INTO consents (patient_id, kind, org_id, recorded_by, recorded_org) "
+                "VALUES ('p-001', 'refusal', 'rh', 'sundhed.dk', 'ops')"
+            )
+        async with worker(db) as w:
+            await wait_for(lambda: w.stats.delivered + w.stats.cancelled == 2, 10)
+    assert [r.path for r in rec.requests] == ["/gp"]
+    assert sorted((r[1], r[5]) for r in rows(db)) == [
+        ("gp", None),
+        ("rh", "no care relation or consent gives access"),
+    ]
 
 
 async def test_email_without_smtp_is_retried_and_says_why(db: str) -> None:

@@ -135,6 +135,25 @@ async def test_live_scoped_and_resumed_without_gaps(base: str, fresh_db: str) ->
     assert audited == [("gp", "p-001", 3), ("gp", "p-002", 1), ("rh", "p-001", 3)]
 
 
+async def test_a_refusal_stops_the_stream_for_that_organisation_at_once(
+    base: str, fresh_db: str
+) -> None:
+    async with stream(base, "rh") as (s, _):
+        await apply(fresh_db, finding("p-001"))
+        _, _, data = await s.next()
+        assert data["patient_id"] == "p-001"
+        with psycopg.connect(fresh_db) as conn:  # §42 a: the patient refuses the hospital
+            conn.execute(
+                "INSERT INTO consents (patient_id, kind, org_id, recorded_by, recorded_org) "
+                "VALUES ('p-001', 'refusal', 'rh', 'sundhed.dk', 'rh')"
+            )
+        await apply(fresh_db, finding("p-001", rule="S2"))
+        await s.silent(1.0)  # the live stream of the refused organisation stays quiet
+    async with stream(base, "gp", last_event_id=0) as (s, _):  # the GP is not refused
+        got = [await s.next() for _ in range(2)]
+        assert [d["patient_id"] for _, _, d in got] == ["p-001", "p-001"]
+
+
 async def test_an_event_committed_after_a_higher_id_still_arrives(base: str, fresh_db: str) -> None:
     async with stream(base, "rh") as (s, _):
         slow = await psycopg.AsyncConnection.connect(fresh_db)
