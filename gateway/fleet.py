@@ -69,7 +69,7 @@ import hashlib
 import json
 import tomllib
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
@@ -91,7 +91,8 @@ from pydantic import (
 
 from gateway import catalog
 from gateway.alerting import codec
-from gateway.alerting.templates import Programme, activate
+from gateway.alerting.model import MissingParams, Slot
+from gateway.alerting.templates import Programme, activate, missing_rule
 
 _ID = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 
@@ -158,6 +159,35 @@ class CareRelation(_Model):
         return self
 
 
+class PlanSlot(_Model):
+    start: time  # patient-local wall-clock time ("07:00")
+    deadline: time
+    weekdays: list[Annotated[int, Field(ge=0, le=6)]] = [0, 1, 2, 3, 4, 5, 6]  # 0 = Monday
+
+
+class PlanItem(_Model):
+    """One metric of a patient's measurement plan (A1, docs/alerting.md): the blue alert when
+    a slot passes without a valid reading. A change in the file is a new rule version."""
+
+    metric: StrictInt  # MDC code, e.g. 188736 (body weight)
+    slots: list[PlanSlot] = Field(min_length=1, max_length=24)
+    grace_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 60
+
+    def params(self) -> MissingParams:
+        try:
+            slots = tuple(Slot(s.start, s.deadline, frozenset(s.weekdays)) for s in self.slots)
+        except ValueError as exc:
+            raise ValueError(f"plan for metric {self.metric}: {exc}") from None
+        return MissingParams(slots, timedelta(minutes=self.grace_minutes))
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        if catalog.metric(self.metric) is None:
+            raise ValueError(f"plan metric {self.metric} is not a metric telehub knows")
+        self.params()
+        return self
+
+
 class Patient(_Model):
     id: _ID
     display_name: StrictStr | None = None
@@ -169,6 +199,8 @@ class Patient(_Model):
     #: each rule, from ``programmes_from``); never a silent default
     programmes: list[Programme] = []
     programmes_from: datetime | None = None
+    #: measurement plan: A1 blue alerts for slots that pass without a valid reading
+    plan: list[PlanItem] = []
 
     def care_relations(self) -> list[CareRelation]:
         """``relations`` plus a treating relation for each ``orgs`` entry not among them."""
@@ -364,7 +396,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 # -- applying -------------------------------------------------------------------------------------
-Statement = tuple[str, tuple[Any, ...]]
+Statement = tuple[str, tuple[Any, ...] | dict[str, Any]]
 
 
 def fleet_statements(fleet: Fleet) -> list[Statement]:
@@ -417,6 +449,25 @@ def fleet_statements(fleet: Fleet) -> list[Statement]:
                     (p.id, v.rule_id, v.version, programme.value, v.effective_from,
                      json.dumps(codec.encode(v)), v.enabled, v.author, v.reason, p.id, v.rule_id),
                 ))  # fmt: skip
+        for item in p.plan:
+            m = catalog.metric(item.metric)
+            v = missing_rule(item.metric, item.params(), name=m.name if m else str(item.metric),
+                             effective_from=p.programmes_from or datetime.now(UTC),
+                             author="fleet")  # fmt: skip
+            # a new version only when the plan in the file differs from the newest one
+            out.append((
+                "INSERT INTO alert_rule_versions (patient_id, rule_code, version, programme, "
+                "effective_from, definition, enabled, author, reason) "
+                "SELECT %(p)s, %(code)s, coalesce(max(version), 0) + 1, NULL, "
+                "CASE WHEN max(version) IS NULL THEN %(first)s ELSE now() END, %(def)s::jsonb, "
+                "true, 'fleet', CASE WHEN max(version) IS NULL THEN 'measurement plan' "
+                "ELSE 'measurement plan changed in the fleet file' END "
+                "FROM alert_rule_versions WHERE patient_id = %(p)s AND rule_code = %(code)s "
+                "HAVING coalesce((array_agg(definition ORDER BY version DESC))[1] "
+                "<> %(def)s::jsonb, true)",
+                {"p": p.id, "code": v.rule_id, "first": v.effective_from,
+                 "def": json.dumps(codec.encode(v))},
+            ))  # fmt: skip
         relations = p.care_relations()
         out.append(
             (

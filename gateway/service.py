@@ -21,6 +21,7 @@ import uvicorn
 from gateway.api import create_app
 from gateway.fhir.push import FhirPushWorker, PushOptions
 from gateway.ingest import Ingester, OnStored
+from gateway.notify.adherence import AdherenceWatch
 from gateway.notify.delivery import DeliveryWorker, SmtpSettings
 from gateway.notify.hub_silence import HubSilenceWatch
 from gateway.notify.stream import AlertCallback
@@ -115,6 +116,9 @@ async def run_gateway(
         ),
     }
     parts["hub-silence"] = HubSilenceWatch(
+        settings.database_url, silent_after=settings.hub_silent_after
+    ).run(inner_stop)
+    parts["adherence"] = AdherenceWatch(
         settings.database_url, silent_after=settings.hub_silent_after
     ).run(inner_stop)
     if settings.fhir_push_url:

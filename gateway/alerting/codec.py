@@ -3,7 +3,7 @@ strings), so that the version stored is the version evaluated."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,9 +14,11 @@ from gateway.alerting.model import (
     DailyValue,
     DeltaParams,
     Direction,
+    MissingParams,
     Reference,
     RuleKind,
     RuleVersion,
+    Slot,
     ThresholdParams,
 )
 
@@ -51,6 +53,13 @@ def encode(rule: RuleVersion) -> dict[str, Any]:
             "direction": p.direction.value, "daily_value": p.daily_value.value,
             "reference": p.reference.value,
         }  # fmt: skip
+    elif isinstance(p, MissingParams):
+        params = {
+            "slots": [{"start": s.start.isoformat("minutes"),
+                       "deadline": s.deadline.isoformat("minutes"),
+                       "weekdays": sorted(s.weekdays)} for s in p.slots],
+            "grace": p.grace.total_seconds(),
+        }  # fmt: skip
     return {
         "kind": rule.kind.value, "mdc": rule.mdc, "level": rule.level.value,
         "title": rule.title, "source": rule.source, "latching": rule.latching,
@@ -70,8 +79,18 @@ def decode(
 ) -> RuleVersion:
     kind = RuleKind(definition["kind"])
     raw = definition.get("params")
-    params: ThresholdParams | DeltaParams | None = None
-    if kind is RuleKind.THRESHOLD:
+    params: ThresholdParams | DeltaParams | MissingParams | None = None
+    if kind is RuleKind.MISSING:
+        assert raw is not None
+        params = MissingParams(
+            slots=tuple(
+                Slot(time.fromisoformat(s["start"]), time.fromisoformat(s["deadline"]),
+                     frozenset(int(d) for d in s["weekdays"]))
+                for s in raw["slots"]
+            ),
+            grace=timedelta(seconds=float(raw["grace"])),
+        )  # fmt: skip
+    elif kind is RuleKind.THRESHOLD:
         assert raw is not None
         bands = {
             (int(b["mdc"]), str(b["unit"])): Bands(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Final
 
@@ -68,7 +68,7 @@ class RuleKind(enum.Enum):
     THRESHOLD = "threshold"
     DELTA = "delta"
     BEYOND_RANGE = "beyond_range"  # G5: the meter's HI/LO annunciation
-    MISSING = "missing"  # A1 (not evaluated by this version of the engine)
+    MISSING = "missing"  # A1: decided by the adherence sweep (gateway/notify/adherence.py)
     TECHNICAL = "technical"  # A3 (not evaluated by this version of the engine)
 
 
@@ -159,6 +159,35 @@ class DeltaParams:
     reference: Reference = Reference.MIN
 
 
+ALL_WEEKDAYS: Final = frozenset(range(7))
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A measurement due from ``start`` until ``deadline``, patient-local wall-clock times of one
+    day, on ``weekdays`` (0 = Monday). A time that a DST change skips is the first instant after
+    the gap; one it repeats, the first of the two (:mod:`gateway.alerting.adherence`)."""
+
+    start: time
+    deadline: time
+    weekdays: frozenset[int] = ALL_WEEKDAYS
+
+    def __post_init__(self) -> None:
+        if not self.start < self.deadline:
+            raise ValueError(f"slot start {self.start} must be before its deadline {self.deadline}")
+        if not self.weekdays or not self.weekdays <= ALL_WEEKDAYS:
+            raise ValueError("slot weekdays must be a non-empty subset of 0..6 (0 = Monday)")
+
+
+@dataclass(frozen=True, slots=True)
+class MissingParams:
+    """A1: a measurement plan for one metric. A slot is missed when no valid reading of the
+    metric (or a meter's HI/LO) falls between its start and its deadline plus ``grace``."""
+
+    slots: tuple[Slot, ...]
+    grace: timedelta = timedelta(hours=1)
+
+
 @dataclass(frozen=True, slots=True)
 class RuleVersion:
     """One immutable version of one patient's rule."""
@@ -171,7 +200,7 @@ class RuleVersion:
     title: str
     source: str
     effective_from: datetime
-    params: ThresholdParams | DeltaParams | None = None
+    params: ThresholdParams | DeltaParams | MissingParams | None = None
     latching: bool = True  # red defaults to latching: resolved only by a human
     enabled: bool = True
     author: str = "template"

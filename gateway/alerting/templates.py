@@ -26,6 +26,7 @@ from gateway.alerting.model import (
     Confirm,
     DeltaParams,
     Direction,
+    MissingParams,
     Reference,
     RuleKind,
     RuleVersion,
@@ -223,3 +224,27 @@ def override(
         level=current.level if level is None else level,
         enabled=current.enabled if enabled is None else enabled,
     )
+
+
+#: A1's source (reference: clinical-alerting.md A1)
+A1_SOURCE: Final = "OpenTele blue alarm; FUT missing measurement (Communication + Task, routine)"
+
+
+def missing_rule_id(mdc: int) -> str:
+    """The rule id of a patient's measurement plan for one metric: one A1 rule (and so one live
+    blue alert) per metric."""
+    return f"A1-{mdc}"
+
+
+def missing_rule(
+    mdc: int, params: MissingParams, *, name: str, effective_from: datetime, author: str,
+    version: int = 1, reason: str = "measurement plan",
+) -> RuleVersion:  # fmt: skip
+    """A1 for one metric of a patient's measurement plan: blue, routine, non-latching (resolved
+    by the sweep when every missed slot's data arrived late)."""
+    return RuleVersion(
+        rule_id=missing_rule_id(mdc), version=version, kind=RuleKind.MISSING, mdc=mdc,
+        level=AlertLevel.BLUE, title=f"Missed measurement: {name}", source=A1_SOURCE,
+        effective_from=effective_from, params=params, latching=False, author=author,
+        reason=reason,
+    )  # fmt: skip

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from gateway.db import consent, lifecycle, versions
+from gateway.db import adherence, consent, lifecycle, versions
 from gateway.db.readings import READINGS_COLUMNS_DDL, READINGS_INSERT_COLUMNS
 
 __all__ = ["READINGS_INSERT_COLUMNS"]  # re-exported: the column order lives in gateway.db.readings
@@ -581,4 +581,6 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(93, "lifecycle: retention of held records (90 days)", lifecycle.v93),
     Migration(94, "care relations and consent; patient_access becomes their view", consent.v94),
+    Migration(95, "columnstore ordered by patient (no segmentby): spot data", lifecycle.v95),
+    Migration(96, "adherence slots (A1 missed measurement)", adherence.v96),
 )

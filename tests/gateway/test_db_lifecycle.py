@@ -165,7 +165,7 @@ def test_timescale_policies_and_settings(pglite: Pglite) -> None:
         " FROM timescaledb_information.hypertable_columnstore_settings"
         " WHERE hypertable = 'readings'::regclass"
     )
-    assert settings == [["patient_id", 'mdc,"time" DESC']]
+    assert settings == [["", 'patient_id,mdc,"time" DESC']]  # migration 95
     dims = pglite.execute(
         "SELECT time_interval::text FROM timescaledb_information.dimensions"
         " WHERE hypertable_name = 'readings'"
