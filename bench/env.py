@@ -33,7 +33,7 @@ DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 #: Tables a phase writes; emptied before each phase so every phase starts from the same state.
 PHASE_TABLES = (
     "readings", "alerts", "alert_deliveries", "dead_letters",
-    "event_deliveries", "alert_event", "alert_occurrences", "clinical_alerts",
+    "event_deliveries", "alert_event", "alert_occurrences", "clinical_alerts", "adherence_slots",
 )  # fmt: skip
 
 
