@@ -25,6 +25,7 @@ from gateway.api import (
     routes_consent,
     routes_held,
     routes_ops,
+    routes_series,
     routes_worklist,
     sse,
     sse_events,
@@ -163,6 +164,7 @@ def create_app(
     app.include_router(routes_ops.router)
     app.include_router(routes_held.router)
     app.include_router(routes_consent.router)
+    app.include_router(routes_series.router)
     fhir_api.install(app)
 
     @app.get("/", include_in_schema=False)

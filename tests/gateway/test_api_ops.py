@@ -295,6 +295,7 @@ async def test_openapi_documents_endpoints_security_and_errors(
         "/api/v1/patients/{patient_id}/consents",
         "/api/v1/patients/{patient_id}/consents/{consent_id}/withdraw",
         "/api/v1/patients/{patient_id}/readings",
+        "/api/v1/patients/{patient_id}/series",
         "/api/v1/technical-alerts",
         "/api/v1/technical-alerts/{alert_id}/acknowledge",
         "/api/v1/technical-alerts/{alert_id}/resolve",
