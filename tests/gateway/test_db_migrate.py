@@ -43,6 +43,7 @@ TABLES = {
     "held_records", "technical_alerts",  # migration 91 (held records)
     "reprocess_runs", "reading_versions",  # migration 92 (reading versions)
     "consents",  # migration 94 (care relations: the renamed patient_access, now a view)
+    "adherence_slots",  # migration 96 (A1)
 }  # fmt: skip
 #: what the lifecycle migrations add on plain PostgreSQL
 PARTITIONED_TABLES = TABLES | {
