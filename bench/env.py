@@ -34,6 +34,7 @@ DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 PHASE_TABLES = (
     "readings", "alerts", "alert_deliveries", "dead_letters",
     "event_deliveries", "alert_event", "alert_occurrences", "clinical_alerts", "adherence_slots",
+    "alert_escalation_policy", "alert_escalations",
 )  # fmt: skip
 
 

@@ -91,7 +91,9 @@ from pydantic import (
 
 from gateway import catalog
 from gateway.alerting import codec
-from gateway.alerting.model import MissingParams, Slot
+from gateway.alerting.calendar import CalendarKind
+from gateway.alerting.escalation import EscalateWhen, Policy, Step
+from gateway.alerting.model import AlertLevel, MissingParams, Slot
 from gateway.alerting.templates import Programme, activate, missing_rule
 
 _ID = Annotated[StrictStr, Field(min_length=1, max_length=200)]
@@ -185,6 +187,33 @@ class PlanItem(_Model):
         if catalog.metric(self.metric) is None:
             raise ValueError(f"plan metric {self.metric} is not a metric telehub knows")
         self.params()
+        return self
+
+
+class EscalationStepIn(_Model):
+    after_minutes: Annotated[int, Field(ge=1, le=60 * 24 * 60)]  # of calendar time
+    when: Literal["not_acknowledged", "not_resolved"] = "not_acknowledged"
+    notify: Annotated[StrictStr, Field(min_length=1, max_length=200)]  # whom
+
+
+class EscalationIn(_Model):
+    """The escalation policy of one alert level (docs/alerting.md): steps on a calendar."""
+
+    level: Literal["red", "yellow", "blue", "info"]
+    calendar: Literal["working_hours", "working_days", "always"] = "working_days"
+    steps: list[EscalationStepIn] = Field(min_length=1, max_length=20)
+
+    def policy(self) -> Policy:
+        return Policy(
+            AlertLevel(self.level),
+            CalendarKind(self.calendar),
+            tuple(Step(timedelta(minutes=s.after_minutes), EscalateWhen(s.when), s.notify)
+                  for s in self.steps),
+        )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        self.policy()
         return self
 
 
@@ -299,6 +328,8 @@ class Fleet(_Model):
     rules: list[Rule] = []
     webhooks: list[Webhook] = []
     emails: list[Email] = []
+    #: escalation policies per alert level; the file is authoritative (none listed: none)
+    escalations: list[EscalationIn] = []
 
     @model_validator(mode="after")
     def _references(self) -> Self:
@@ -316,6 +347,7 @@ class Fleet(_Model):
         dupes("emails", [(e.org, e.address) for e in self.emails])
         dupes("rules", [(r.patient, r.rule_key) for r in self.rules])
         dupes("webhooks", [(w.org, w.url) for w in self.webhooks])
+        dupes("escalations", [e.level for e in self.escalations])
         dupes("tokens", [t.sha256.hex()[:12] for t in self.tokens])
         orgs = {o.id for o in self.orgs}
         patients = {p.id for p in self.patients}
@@ -532,6 +564,17 @@ def fleet_statements(fleet: Fleet) -> list[Statement]:
             "description = EXCLUDED.description",
             (r.patient, r.rule_key, r.mdc, r.op, r.threshold, r.unit, r.severity, r.enabled,
              r.description),
+        ))  # fmt: skip
+    out.append((
+        "DELETE FROM escalation_policies WHERE NOT level = ANY(%s)",
+        ([esc.level for esc in fleet.escalations],),
+    ))  # fmt: skip
+    for esc in fleet.escalations:
+        out.append((
+            "INSERT INTO escalation_policies (level, policy) VALUES (%s, %s) ON CONFLICT (level) "
+            "DO UPDATE SET policy = EXCLUDED.policy, updated_at = now() "
+            "WHERE escalation_policies.policy <> EXCLUDED.policy",
+            (esc.level, json.dumps(esc.policy().encode())),
         ))  # fmt: skip
     for w in fleet.webhooks:
         out.append(

@@ -23,6 +23,7 @@ from gateway.fhir.push import FhirPushWorker, PushOptions
 from gateway.ingest import Ingester, OnStored
 from gateway.notify.adherence import AdherenceWatch
 from gateway.notify.delivery import DeliveryWorker, SmtpSettings
+from gateway.notify.escalation import EscalationWatch
 from gateway.notify.hub_silence import HubSilenceWatch
 from gateway.notify.stream import AlertCallback
 from gateway.notify.webhook import WebhookOptions, WebhookWorker
@@ -118,6 +119,7 @@ async def run_gateway(
     parts["hub-silence"] = HubSilenceWatch(
         settings.database_url, silent_after=settings.hub_silent_after
     ).run(inner_stop)
+    parts["escalation"] = EscalationWatch(settings.database_url).run(inner_stop)
     parts["adherence"] = AdherenceWatch(
         settings.database_url, silent_after=settings.hub_silent_after
     ).run(inner_stop)

@@ -411,6 +411,16 @@ async def _event(
     return event_id
 
 
+async def record_event(
+    conn: psycopg.AsyncConnection[Any], alert_id: int, patient: str, kind: AlertEventType,
+    at: datetime, *, level: AlertLevel | None = None, actor: str = "system",
+    note: str | None = None, payload: dict[str, Any] | None = None,
+) -> int:  # fmt: skip
+    """Append one ``alert_event`` (announced at commit); for the sweeps beside the engine."""
+    return await _event(conn, alert_id, patient, kind, at, level=level, actor=actor, note=note,
+                        payload=payload)  # fmt: skip
+
+
 def _pages(f: Finding, suppressed: bool) -> bool:
     return (
         not f.late

@@ -44,6 +44,7 @@ TABLES = {
     "reprocess_runs", "reading_versions",  # migration 92 (reading versions)
     "consents",  # migration 94 (care relations: the renamed patient_access, now a view)
     "adherence_slots",  # migration 96 (A1)
+    "escalation_policies", "alert_escalation_policy", "alert_escalations",  # migration 97
 }  # fmt: skip
 #: what the lifecycle migrations add on plain PostgreSQL
 PARTITIONED_TABLES = TABLES | {
