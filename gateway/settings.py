@@ -37,7 +37,18 @@ class GatewaySettings(BaseSettings):
 
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/telehub",
-        description="PostgreSQL connection URL (libpq syntax) of the central database.",
+        description="PostgreSQL connection URL (libpq syntax) of the central database, as the "
+        "role that owns the schema (migrations, the lifecycle job).",
+    )
+    api_database_url: str | None = Field(
+        default=None,
+        description="Connection URL of the API's role (telehub_api, row-level security). "
+        "Default: database_url with the user telehub_api and no password.",
+    )
+    ingest_database_url: str | None = Field(
+        default=None,
+        description="Connection URL of the ingester's and workers' role (telehub_ingest). "
+        "Default: database_url with the user telehub_ingest and no password.",
     )
     mqtt_url: str = Field(
         default="mqtt://127.0.0.1:1883",

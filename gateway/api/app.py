@@ -34,6 +34,8 @@ from gateway.api.context import ApiContext, IngesterStats
 from gateway.api.errors import install_error_handlers
 from gateway.api.hygiene import InputHygiene
 from gateway.api.oidc import OidcConfig, OidcVerifier
+from gateway.db.context import role_dsn
+from gateway.db.rls import AppRole
 from gateway.fhir import api as fhir_api
 from gateway.notify.pool import make_pool
 from gateway.notify.stream import AlertBroadcaster, AlertCallback
@@ -90,7 +92,8 @@ def create_app(
         if isinstance(settings_or_dsn, GatewaySettings)
         else GatewaySettings(database_url=settings_or_dsn)
     )
-    dsn = settings.database_url
+    api_dsn = role_dsn(settings.database_url, AppRole.API, settings.api_database_url)
+    dsn = role_dsn(settings.database_url, AppRole.INGEST, settings.ingest_database_url)
     serve_docs = settings.api_docs if docs is None else docs
     if oidc is None and settings.oidc_issuer and settings.oidc_audience:
         oidc = OidcConfig(
@@ -101,10 +104,19 @@ def create_app(
     ctx = ApiContext(
         dsn=dsn,
         pool=make_pool(
-            dsn,
+            api_dsn,
             max_size=pool_max_size,
             acquire_timeout=acquire_timeout,
             statement_timeout_ms=int(query_timeout * 1000),
+            name="telehub-api",
+            scoped=True,
+        ),
+        system_pool=make_pool(
+            dsn,
+            max_size=2,
+            acquire_timeout=acquire_timeout,
+            statement_timeout_ms=int(query_timeout * 1000),
+            name="api-stream",
         ),
         broadcaster=AlertBroadcaster(queue_size=stream_queue_size, on_alert=on_alert),
         ingester_stats=ingester_stats,
@@ -119,8 +131,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await ctx.pool.open(wait=False)
+        await ctx.system_pool.open(wait=False)
         task = asyncio.create_task(
-            ctx.broadcaster.run(ctx.dsn, ctx.pool, query_timeout=query_timeout),
+            ctx.broadcaster.run(ctx.dsn, ctx.system_pool, query_timeout=query_timeout),
             name="alert-broadcaster",
         )
         ctx.stream_running = True
@@ -139,6 +152,7 @@ def create_app(
             ctx.close_streams("shutdown")
             await cancel_and_wait(task, feed)
             await ctx.pool.close()
+            await ctx.system_pool.close()
 
     app = FastAPI(
         title="telehub gateway API",

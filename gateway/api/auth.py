@@ -79,12 +79,10 @@ async def authenticate(
         raise _unauthorized("a bearer token is required", None)
     if ctx.oidc is not None and looks_like_jwt(creds.credentials):
         return await _from_jwt(ctx, ctx.oidc, creds.credentials)
-    async with ctx.pool.connection() as conn:
+    async with ctx.connect(None) as conn:
         cur = await conn.execute(
-            """SELECT t.org_id, t.clinician, t.role, o.kind,
-                      t.revoked_at IS NOT NULL OR (t.expires_at IS NOT NULL
-                                                   AND t.expires_at <= now())
-               FROM api_tokens t JOIN orgs o USING (org_id) WHERE t.token_sha256 = %s""",
+            # a SECURITY DEFINER lookup: no organisation is known yet (gateway.db.rls)
+            "SELECT org_id, clinician, role, kind, dead FROM telehub_token_principal(%s)",
             (token_sha256(creds.credentials),),
         )
         row = await cur.fetchone()
@@ -107,7 +105,7 @@ async def _from_jwt(ctx: ApiContext, verifier: OidcVerifier, token: str) -> Prin
         claims = await verifier.verify(token)
     except OidcError as exc:
         raise _unauthorized(str(exc), "invalid_token") from None
-    async with ctx.pool.connection() as conn:
+    async with ctx.connect(None) as conn:
         cur = await conn.execute(
             "SELECT org_id, kind FROM orgs WHERE org_id = %s OR sor_id = %s",
             (claims.org, claims.org),
@@ -141,24 +139,24 @@ async def ensure_patient_visible(
 ) -> None:
     """404 unless the caller's organisation follows this patient; a refused lookup is audited
     (``denied``) first, whether or not the patient exists."""
-    async with ctx.pool.connection() as conn:
+    async with ctx.connect(principal) as conn:
         cur = await conn.execute(
             "SELECT 1 FROM patient_access WHERE patient_id = %s AND org_id = %s",
             (patient_id, principal.org_id),
         )
         if await cur.fetchone() is None:
-            exists = await conn.execute(
-                "SELECT 1 FROM patients WHERE patient_id = %s", (patient_id,)
-            )
+            exists = await conn.execute("SELECT telehub_patient_exists(%s)", (patient_id,))
+            known = await exists.fetchone()
             await write_audit(
                 conn,
                 AuditEntry(
                     request_id=request_id,
                     principal=principal,
-                    patient_id=patient_id if await exists.fetchone() else None,
+                    patient_id=patient_id if known is not None and known[0] else None,
                     resource=resource,
                     target=patient_id,
                     outcome=Outcome.DENIED,
                 ),
             )
+            await conn.commit()  # the refusal's audit row outlives the 404's rollback
             raise not_found("patient")

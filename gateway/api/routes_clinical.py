@@ -45,7 +45,7 @@ PatientId = Annotated[str, Path(min_length=1, max_length=200, pattern=SAFE_TEXT)
 async def list_patients(ctx: Ctx, principal: CurrentPrincipal, rid: RequestId) -> PatientList:
     """Each listed patient's lookup is audited in the same transaction."""
     async with (
-        ctx.pool.connection() as conn,
+        ctx.connect(principal) as conn,
         conn.transaction(),
         conn.cursor(row_factory=dict_row) as cur,
     ):
@@ -54,7 +54,7 @@ async def list_patients(ctx: Ctx, principal: CurrentPrincipal, rid: RequestId) -
                    (SELECT count(*) FROM alerts a
                     WHERE a.patient_id = p.patient_id AND a.acknowledged_at IS NULL
                    )::int AS open_alerts,
-                   (SELECT max(r.time) FROM readings r WHERE r.patient_id = p.patient_id
+                   (SELECT max(r.time) FROM visible_readings r WHERE r.patient_id = p.patient_id
                       AND r.superseded_at IS NULL)
                        AS last_reading_at
                FROM patient_access pa JOIN patients p USING (patient_id)
@@ -124,12 +124,12 @@ async def list_readings(
         params.append(mdc)
     params.append(limit + 1)
     async with (
-        ctx.pool.connection() as conn,
+        ctx.connect(principal) as conn,
         conn.transaction(),
         conn.cursor(row_factory=dict_row) as cur,
     ):
         await cur.execute(
-            f"SELECT {_READING_COLUMNS} FROM readings WHERE {where} "
+            f"SELECT {_READING_COLUMNS} FROM visible_readings WHERE {where} "
             "ORDER BY time DESC, key LIMIT %s",
             params,
         )
@@ -193,7 +193,7 @@ async def list_alerts(
         params.append(patient_id)
     params.append(limit)
     async with (
-        ctx.pool.connection() as conn,
+        ctx.connect(principal) as conn,
         conn.transaction(),
         conn.cursor(row_factory=dict_row) as cur,
     ):
@@ -225,7 +225,7 @@ async def acknowledge_alert(
     """Records the clinician and organisation. Acknowledging an acknowledged alert changes
     nothing and returns it as it is (with the first acknowledgement). Once acknowledged, a further
     breach of the same rule raises a new alert."""
-    async with ctx.pool.connection() as conn:
+    async with ctx.connect(principal) as conn:
         async with conn.transaction():
             cur = await conn.execute(
                 """UPDATE alerts a SET acknowledged_at = now(), acknowledged_by = %s,
@@ -256,7 +256,11 @@ async def acknowledge_alert(
                     ),
                 )
             else:
-                await dcur.execute("SELECT patient_id FROM alerts WHERE alert_id = %s", (alert_id,))
+                await dcur.execute(  # an id beyond bigint is nobody's alert
+                    "SELECT CASE WHEN %(id)s::numeric <= 9223372036854775807 "
+                    "THEN telehub_alert_patient(%(id)s::numeric::bigint, false) END AS patient_id",
+                    {"id": alert_id},
+                )
                 other = await dcur.fetchone()
                 await write_audit(
                     conn,

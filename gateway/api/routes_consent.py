@@ -136,19 +136,20 @@ async def _related(
     if principal.is_operator or (portal_only and not principal.is_portal):
         raise ApiError(403, "forbidden", "the citizen portal's role is required here")
     if principal.is_portal:
-        sql, params = "SELECT 1 FROM patients WHERE patient_id = %s", (patient_id,)
+        sql, params = "SELECT 1 WHERE telehub_patient_exists(%s)", (patient_id,)
     else:
         sql = "SELECT 1 FROM care_relations WHERE patient_id = %s AND org_id = %s"
         params = (patient_id, principal.org_id)  # type: ignore[assignment]
     cur = await conn.execute(sql, params)
     if await cur.fetchone() is not None:
         return
-    exists = await conn.execute("SELECT 1 FROM patients WHERE patient_id = %s", (patient_id,))
+    exists = await conn.execute("SELECT 1 WHERE telehub_patient_exists(%s)", (patient_id,))
     await write_audit(
         conn,
         AuditEntry(rid, principal, patient_id if await exists.fetchone() else None, resource,
                    target=patient_id, outcome=Outcome.DENIED, purpose=_purpose(principal)),
     )  # fmt: skip
+    await conn.commit()  # the refusal's audit row outlives the 404's rollback
     raise not_found("patient")
 
 
@@ -164,9 +165,9 @@ def _purpose(principal: Principal) -> Purpose:
 async def list_consents(
     ctx: Ctx, principal: CurrentPrincipal, rid: RequestId, patient_id: PatientId
 ) -> ConsentList:
-    async with ctx.pool.connection() as conn:
+    async with ctx.connect(principal) as conn:
         await _related(conn, principal, patient_id, rid, "consents")
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with ctx.connect(principal) as conn, conn.transaction():
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE patient_id = %s "
@@ -189,12 +190,12 @@ async def list_consents(
 async def record_consent(
     ctx: Ctx, principal: CurrentPrincipal, rid: RequestId, patient_id: PatientId, body: ConsentIn
 ) -> ConsentOut:
-    async with ctx.pool.connection() as conn:
+    async with ctx.connect(principal) as conn:
         await _related(conn, principal, patient_id, rid, "consents")
     problem = body.problem(datetime.now(UTC))
     if problem is not None:
         raise ApiError(422, "invalid_request", problem)
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with ctx.connect(principal) as conn, conn.transaction():
         if body.org is not None:
             cur = await conn.execute("SELECT 1 FROM orgs WHERE org_id = %s", (body.org,))
             if await cur.fetchone() is None:
@@ -231,9 +232,9 @@ async def withdraw_consent(
     consent_id: ConsentId,
     body: WithdrawIn,
 ) -> ConsentOut:
-    async with ctx.pool.connection() as conn:
+    async with ctx.connect(principal) as conn:
         await _related(conn, principal, patient_id, rid, "consents")
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with ctx.connect(principal) as conn, conn.transaction():
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 "SELECT withdrawn_at FROM consents WHERE consent_id = %s AND patient_id = %s "
@@ -266,9 +267,9 @@ ACCESS_LOG_SQL: Final = """
 SELECT e.at, e.org_id AS org, o.name AS org_name, o.kind AS org_kind, o.sor_id AS org_sor,
        e.patient_id, e.actor, e.role,
        e.resource, e.outcome, e.purpose, e.range_from, e.range_to, e.row_count, e.id
-FROM audit_events e LEFT JOIN orgs o USING (org_id)
-WHERE e.patient_id = %(patient)s AND e.at >= %(since)s AND e.at < %(until)s
-ORDER BY e.at DESC, e.id DESC LIMIT %(limit)s"""
+FROM telehub_access_log(%(patient)s, %(since)s, %(until)s, %(limit)s) e
+LEFT JOIN orgs o USING (org_id)
+ORDER BY e.at DESC, e.id DESC"""
 
 
 async def access_log(
@@ -315,7 +316,7 @@ async def get_access_log(
     until: Annotated[AwareDatetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LOG)] = MAX_LOG,
 ) -> AccessLog:
-    async with ctx.pool.connection() as conn:
+    async with ctx.connect(principal) as conn:
         await _related(conn, principal, patient_id, rid, "access-log", portal_only=True)
         if since is not None and until is not None and since >= until:
             raise ApiError(422, "invalid_request", "`since` must be before `until`")

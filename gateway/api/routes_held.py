@@ -145,7 +145,7 @@ async def list_held(
             raise ApiError(422, "invalid_request", "before: must carry a UTC offset")
         where.append("r.stored_at < %(before)s")
         params["before"] = before
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with ctx.connect(operator) as conn, conn.transaction():
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 f"SELECT {_HELD_COLUMNS} FROM held_records r WHERE {' AND '.join(where)} "
@@ -171,7 +171,7 @@ async def list_held(
 async def dismiss_held(
     ctx: Ctx, operator: OperatorPrincipal, rid: RequestId, key: HeldKey, body: DismissIn
 ) -> HeldRecordOut:
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with ctx.connect(operator) as conn, conn.transaction():
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 f"SELECT dismissed_at FROM held_records r WHERE r.key = %(key)s "
@@ -216,7 +216,7 @@ async def list_technical(
         where.append("t.state <> 'resolved'")
     elif state == "resolved":
         where.append("t.state = 'resolved'")
-    async with ctx.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with ctx.connect(operator) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT {_TECH_COLUMNS} FROM technical_alerts t WHERE {' AND '.join(where)} "
             "ORDER BY t.last_at DESC, t.alert_id DESC LIMIT %(limit)s",
@@ -234,7 +234,7 @@ async def _transition(
     note: str | None,
 ) -> TechnicalAlertOut:
     async with (
-        ctx.pool.connection() as conn,
+        ctx.connect(operator) as conn,
         conn.transaction(),
         conn.cursor(row_factory=dict_row) as cur,
     ):

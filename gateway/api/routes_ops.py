@@ -45,7 +45,7 @@ async def health(ctx: Ctx) -> JSONResponse:
     database: Literal["ok", "unreachable"] = "ok"
     wait = min(HEALTH_DB_TIMEOUT, ctx.acquire_timeout)
     try:
-        async with asyncio.timeout(HEALTH_DB_TIMEOUT), ctx.pool.connection(timeout=wait) as conn:
+        async with asyncio.timeout(HEALTH_DB_TIMEOUT), ctx.connect(None, timeout=wait) as conn:
             await conn.execute("SELECT 1")
     except (psycopg.Error, TimeoutError) as exc:
         log.warning("health: database unreachable (%s)", type(exc).__name__)
@@ -70,7 +70,7 @@ async def health(ctx: Ctx) -> JSONResponse:
 async def list_hubs(ctx: Ctx, principal: CurrentPrincipal) -> HubList:
     """The hubs the caller's organisation owns; a platform operator (an organisation of kind
     ``operator``) also sees the hubs no organisation owns yet. Never another organisation's."""
-    async with ctx.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with ctx.connect(principal) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             """SELECT h.hub_id, h.org_id, h.state, h.last_seen,
                    (h.status->>'at') AS status_at, h.status->'outbox' AS outbox,
@@ -106,8 +106,7 @@ async def list_dead_letters(
     ``operator``) also sees dead letters of hubs no organisation owns (unknown or unassigned)."""
     where = [
         "(EXISTS (SELECT 1 FROM hubs h WHERE h.hub_id = dl.hub_id AND h.org_id = %s) OR "
-        "(%s AND NOT EXISTS (SELECT 1 FROM hubs h WHERE h.hub_id = dl.hub_id "
-        "AND h.org_id IS NOT NULL)))"
+        "(%s AND telehub_hub_owner(dl.hub_id) IS NULL))"
     ]
     params: list[object] = [operator.org_id, operator.is_platform_operator]
     if hub_id is not None:
@@ -117,7 +116,7 @@ async def list_dead_letters(
         where.append("dl.id < %s")
         params.append(before_id)
     params.append(limit)
-    async with ctx.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with ctx.connect(operator) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"""SELECT dl.id, dl.received_at, dl.hub_id, dl.topic, dl.reading_key, dl.reason,
                     octet_length(dl.payload) AS payload_size,
@@ -156,7 +155,7 @@ async def list_deliveries(
         "failed": "d.delivered_at IS NULL AND d.next_attempt_at >= %(failed)s",
         "all": "TRUE",
     }[status]
-    async with ctx.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with ctx.connect(principal) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"""SELECT d.alert_id, d.webhook_id, w.org_id, w.url, d.attempts,
                     CASE WHEN d.delivered_at IS NOT NULL THEN 'delivered'

@@ -84,7 +84,7 @@ async def get_series(
             "invalid_request",
             f"{bucket.value} buckets may span at most {MAX_SPAN[bucket].days} days",
         )
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with ctx.connect(principal) as conn, conn.transaction():
         cur = await conn.execute(
             "SELECT timezone FROM patients WHERE patient_id = %s", (patient_id,)
         )

@@ -137,7 +137,7 @@ async def list_worklist(
         where.append("a.patient_id = %s")
         params.append(patient_id)
     params.append(limit)
-    async with ctx.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with ctx.connect(principal) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT {_COLUMNS} FROM clinical_alerts a WHERE {' AND '.join(where)} "
             "ORDER BY a.created_at DESC, a.alert_id DESC LIMIT %s",
@@ -165,7 +165,7 @@ async def _one(conn: Any, alert_id: int) -> WorklistAlert:
 
 
 async def _act(ctx: Ctx, principal: Principal, alert_id: int, action: Any) -> WorklistAlert:
-    async with ctx.pool.connection() as conn:
+    async with ctx.connect(principal) as conn:
         try:
             async with conn.transaction():
                 await _visible(conn, principal, alert_id)
@@ -219,7 +219,7 @@ async def resolve(
 @router.get("/{alert_id}/events", summary="The alert's audit trail (event id order)",
             responses=error_responses(404))  # fmt: skip
 async def events(ctx: Ctx, principal: CurrentPrincipal, alert_id: AlertId) -> EventList:
-    async with ctx.pool.connection() as conn:
+    async with ctx.connect(principal) as conn:
         await _visible(conn, principal, alert_id)
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(

@@ -55,7 +55,7 @@ async def _page(
 ) -> tuple[list[FeedEvent], bool]:
     async with (
         asyncio.timeout(ctx.query_timeout),
-        ctx.pool.connection() as conn,
+        ctx.connect(principal) as conn,
         conn.transaction(),
     ):
         events, more = await read(conn, principal.org_id, cursor)
@@ -77,7 +77,7 @@ async def _stream(
     wake = feed.waiter()
     try:
         if after is None:
-            async with asyncio.timeout(ctx.query_timeout), ctx.pool.connection() as conn:
+            async with asyncio.timeout(ctx.query_timeout), ctx.connect(principal) as conn:
                 after = await latest_event_id(conn)
         cursor = Cursor(after)
         ready = {"org_id": principal.org_id, "after": after}

@@ -163,6 +163,8 @@ def migrate(dsn: str, *, prefer: StoragePreference = "auto", connect_timeout: in
     ``"timescaledb"`` or ``"partitioned"``."""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        # the owner is bound by the forced row-level security too (gateway.db.rls)
+        conn.execute("SELECT set_config('telehub.system', 'migrate', false)")
         try:
             mode = _choose_mode(conn, dsn, prefer, connect_timeout)
             apply_migrations(conn, mode)

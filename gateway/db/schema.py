@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from gateway.db import adherence, consent, escalation, lifecycle, versions
+from gateway.db import adherence, consent, escalation, lifecycle, rls, versions
 from gateway.db.readings import READINGS_COLUMNS_DDL, READINGS_INSERT_COLUMNS
 
 __all__ = ["READINGS_INSERT_COLUMNS"]  # re-exported: the column order lives in gateway.db.readings
@@ -584,4 +584,5 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(95, "columnstore ordered by patient (no segmentby): spot data", lifecycle.v95),
     Migration(96, "adherence slots (A1 missed measurement)", adherence.v96),
     Migration(97, "escalation policies, per-alert snapshots and fired steps", escalation.v97),
+    Migration(98, "app roles, forced row-level security, visible readings", rls.v98),
 )

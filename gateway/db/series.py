@@ -60,7 +60,7 @@ SELECT (date_trunc('day', bucket AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s) AS da
        sum(n)::bigint, min(min_value), max(max_value), sum(sum_value) / sum(n),
        (array_agg(first_value ORDER BY first_time))[1], min(first_time),
        (array_agg(last_value ORDER BY last_time DESC))[1], max(last_time)
-  FROM readings_hourly
+  FROM visible_readings_hourly
  WHERE patient_id = %(patient)s AND mdc = %(mdc)s AND bucket >= %(start)s AND bucket < %(end)s
  GROUP BY 1, unit ORDER BY 1, unit"""
 
@@ -70,9 +70,9 @@ def series_sql(bucket: Bucket, tz: str = REGION_TIMEZONE) -> str:
     for rolled-up days, ``tz``). ``start``/``end`` should be bucket boundaries; a day bucket in
     ``tz`` covers the hours that start within it."""
     if bucket is Bucket.HOUR:
-        return _DIRECT.format(view="readings_hourly")
+        return _DIRECT.format(view="visible_readings_hourly")
     if tz == REGION_TIMEZONE:
-        return _DIRECT.format(view="readings_daily")
+        return _DIRECT.format(view="visible_readings_daily")
     return _ROLLUP
 
 

@@ -108,7 +108,7 @@ async def observation_rows(
         await cur.execute(
             f"""SELECT DISTINCT time, hub_id, device_id, grp, code FROM (
                     SELECT r.time, r.hub_id, r.device_id, r.grp, COALESCE(r.panel, r.mdc) AS code
-                    FROM readings r WHERE {" AND ".join(where)}
+                    FROM visible_readings r WHERE {" AND ".join(where)}
                     ORDER BY 1 DESC, 2, 3, 4, 5 LIMIT %s) s
                 ORDER BY 1 DESC, 2, 3, 4, 5 LIMIT %s""",
             params,
@@ -121,7 +121,7 @@ async def observation_rows(
     records = sorted({(t, h, d, g) for t, h, d, g, _ in ids})
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"""SELECT {_COLUMNS} FROM readings r
+            f"""SELECT {_COLUMNS} FROM visible_readings r
                 JOIN unnest(%s::timestamptz[], %s::text[], %s::text[], %s::text[])
                     AS k(time, hub_id, device_id, grp)
                   ON r.time = k.time AND r.hub_id = k.hub_id AND r.device_id = k.device_id
@@ -145,7 +145,7 @@ async def devices(conn: Conn, principal: Principal, patient_id: str) -> Sequence
         await cur.execute(
             f"""SELECT d.hub_id, d.device_id, d.patient_id, d.model,
                    ARRAY(SELECT DISTINCT s.mdc FROM (
-                       SELECT r.mdc FROM readings r
+                       SELECT r.mdc FROM visible_readings r
                        WHERE r.patient_id = d.patient_id AND r.hub_id = d.hub_id
                          AND r.device_id = d.device_id AND r.superseded_at IS NULL
                        ORDER BY r.time DESC LIMIT 100) s) AS mdcs
@@ -192,7 +192,7 @@ async def sweep_into_outbox(conn: Conn) -> tuple[int, bool]:
         cur = await conn.execute(
             """INSERT INTO fhir_outbox (time, hub_id, device_id, grp, patient_id)
                SELECT DISTINCT r.time, r.hub_id, r.device_id, r.grp, r.patient_id
-               FROM readings r WHERE r.stored_at >= %s AND r.stored_at < %s
+               FROM visible_readings r WHERE r.stored_at >= %s AND r.stored_at < %s
                  AND r.superseded_at IS NULL
                ON CONFLICT DO NOTHING""",
             (lo, hi),
@@ -212,7 +212,7 @@ async def record_rows(conn: Conn, records: Sequence[Record]) -> list[StoredReadi
         return []
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"""SELECT {_COLUMNS} FROM readings r
+            f"""SELECT {_COLUMNS} FROM visible_readings r
                 JOIN unnest(%s::timestamptz[], %s::text[], %s::text[], %s::text[])
                     AS k(time, hub_id, device_id, grp)
                   ON r.time = k.time AND r.hub_id = k.hub_id AND r.device_id = k.device_id

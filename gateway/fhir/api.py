@@ -98,10 +98,10 @@ def _unavailable(exc: Exception) -> FhirApiError:
 
 
 @asynccontextmanager
-async def _connection(ctx: ApiContext) -> AsyncIterator[access.Conn]:
+async def _connection(ctx: ApiContext, principal: Principal) -> AsyncIterator[access.Conn]:
     """A pooled connection; the database being unreachable or slow is a 503 OperationOutcome."""
     try:
-        async with ctx.pool.connection() as conn:
+        async with ctx.connect(principal) as conn:
             yield conn
     except psycopg.OperationalError as exc:
         raise _unavailable(exc) from None
@@ -338,7 +338,7 @@ async def read_patient(
     pid = m.patient_id_of(fhir_id) if _ID_RE.fullmatch(fhir_id) else None
     if pid is None:
         raise _not_found("Patient")
-    async with _connection(ctx) as conn:
+    async with _connection(ctx, principal) as conn:
         await _visible(conn, principal, rid, pid, "fhir-patient")
         async with conn.transaction():
             row = await access.patient(conn, principal, pid)
@@ -353,14 +353,15 @@ async def _visible(
     conn: access.Conn, principal: Principal, rid: str, pid: str, resource: str
 ) -> access.PatientRow:
     """The patient, or a 404 OperationOutcome after a ``denied`` audit row (call it outside a
-    transaction: the pool's connections autocommit, so the refusal stays recorded)."""
+    transaction block: the refusal is committed before the 404)."""
     row = await access.patient(conn, principal, pid)
     if row is not None:
         return row
-    cur = await conn.execute("SELECT 1 FROM patients WHERE patient_id = %s", (pid,))
+    cur = await conn.execute("SELECT 1 WHERE telehub_patient_exists(%s)", (pid,))
     exists = await cur.fetchone() is not None
     await write_audit(conn, AuditEntry(rid, principal, pid if exists else None, resource,
                                        target=pid, outcome=Outcome.DENIED))  # fmt: skip
+    await conn.commit()
     raise _not_found("Patient")
 
 
@@ -379,7 +380,7 @@ async def search_observations(
     q = access.ObservationQuery(
         patient_id=pid, mdcs=mdcs, loincs=loincs, start=start, end=end, after=after, limit=count
     )
-    async with _connection(ctx) as conn:
+    async with _connection(ctx, principal) as conn:
         await _visible(conn, principal, rid, pid, "fhir-observations")
         async with conn.transaction():
             rows, ids, more = (
@@ -433,7 +434,7 @@ async def search_devices(
 ) -> Response:
     _check_params(request, "Device")
     pid = _patient_param(request)
-    async with _connection(ctx) as conn:
+    async with _connection(ctx, principal) as conn:
         await _visible(conn, principal, rid, pid, "fhir-devices")
         async with conn.transaction():
             rows = await access.devices(conn, principal, pid)
@@ -456,7 +457,7 @@ async def search_audit_events(
         raise FhirApiError(403, "forbidden", "the citizen portal's role is required here")
     pid = _patient_param(request)
     count = _count(request)
-    async with _connection(ctx) as conn:
+    async with _connection(ctx, principal) as conn:
         cur = await conn.execute("SELECT 1 FROM patients WHERE patient_id = %s", (pid,))
         if await cur.fetchone() is None:
             raise _not_found("Patient")

@@ -49,7 +49,9 @@ from typing import Any
 
 import psycopg
 
+from gateway.db.context import enter_system, enter_system_sync, role_dsn
 from gateway.db.migrate import ensure_partitions, migrate, run_lifecycle
+from gateway.db.rls import AppRole
 from gateway.ingest.devices import DeviceCache
 from gateway.ingest.held import check_held
 from gateway.ingest.model import (
@@ -168,14 +170,15 @@ class Ingester:
             await asyncio.to_thread(migrate, s.database_url)
             self._migrated = True
         timeout = max(1, int(s.db_timeout))
-        conn = await psycopg.AsyncConnection.connect(
-            s.database_url, autocommit=True, connect_timeout=timeout
-        )
+        dsn = role_dsn(s.database_url, AppRole.INGEST, s.ingest_database_url)
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=timeout)
         lookup = await psycopg.AsyncConnection.connect(
-            s.database_url, autocommit=True, connect_timeout=timeout
+            dsn, autocommit=True, connect_timeout=timeout
         )
         async with conn, lookup:
             async with asyncio.timeout(s.db_timeout):
+                await enter_system(conn, "ingest")
+                await enter_system(lookup, "ingest-lookup")
                 await prepare_session(conn)
                 await self.cache.load(lookup)
             # A shared-group member must not keep a long session: while it is gone for good the
@@ -300,6 +303,7 @@ class Ingester:
         with psycopg.connect(
             self.settings.database_url, autocommit=True, connect_timeout=10
         ) as conn:
+            enter_system_sync(conn, "lifecycle")  # the owner: partitions, refresh, retention
             created = ensure_partitions(conn)
             run_lifecycle(conn)
             return created

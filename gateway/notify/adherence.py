@@ -46,6 +46,7 @@ from gateway.alerting.model import (
     RuleKind,
     RuleVersion,
 )
+from gateway.db.context import enter_system
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,7 @@ class AdherenceWatch:
                 async with asyncio.timeout(self.db_timeout):
                     conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
                     async with conn:
+                        await enter_system(conn, "adherence")
                         self.last = await sweep(
                             conn, datetime.now(UTC), silent_after=self.silent_after
                         )

@@ -28,6 +28,7 @@ from gateway.alerting import store as clinical
 from gateway.alerting.calendar import Calendar, CalendarKind
 from gateway.alerting.escalation import Policy, due_steps
 from gateway.alerting.model import AlertEventType, AlertLevel, AlertState
+from gateway.db.context import enter_system
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class EscalationWatch:
                 async with asyncio.timeout(self.db_timeout):
                     conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
                     async with conn:
+                        await enter_system(conn, "escalation")
                         fired = await sweep(conn, datetime.now(UTC), calendars)
                 self.sweeps += 1
                 for f in fired:

@@ -24,6 +24,8 @@ from typing import Any, Final
 
 import psycopg
 
+from gateway.db.context import enter_system
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SILENT_AFTER: Final = timedelta(seconds=2 * 60 + 30)
@@ -89,6 +91,7 @@ class HubSilenceWatch:
                 async with asyncio.timeout(self.db_timeout):
                     conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
                     async with conn:
+                        await enter_system(conn, "hub-silence")
                         result = await sweep(conn, datetime.now(UTC), self.silent_after)
                 self.sweeps += 1
                 for hub in result.raised:

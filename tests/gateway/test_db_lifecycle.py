@@ -38,6 +38,7 @@ class Pg:
 def plain(fresh_db: str) -> Iterator[Pg]:
     assert migrate(fresh_db, prefer="partitioned") == "partitioned"
     with psycopg.connect(fresh_db, autocommit=True, options="-c timezone=UTC") as conn:
+        conn.execute("SELECT set_config('telehub.system', 'test', false)")  # gateway.db.rls
         yield Pg(conn)
 
 
@@ -408,6 +409,7 @@ async def test_fetch_series_for_the_api(plain: Pg, fresh_db: str) -> None:
 
     _day_readings(plain)
     async with await psycopg.AsyncConnection.connect(fresh_db) as conn:
+        await conn.execute("SELECT set_config('telehub.system', 'test', false)")
         start, end = (
             datetime.fromisoformat("2025-11-30T23:00Z"),
             datetime.fromisoformat("2025-12-02T23:00Z"),

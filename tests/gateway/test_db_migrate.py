@@ -45,6 +45,7 @@ TABLES = {
     "consents",  # migration 94 (care relations: the renamed patient_access, now a view)
     "adherence_slots",  # migration 96 (A1)
     "escalation_policies", "alert_escalation_policy", "alert_escalations",  # migration 97
+    "system_contexts",  # migration 98 (row-level security)
 }  # fmt: skip
 #: what the lifecycle migrations add on plain PostgreSQL
 PARTITIONED_TABLES = TABLES | {
